@@ -1,0 +1,205 @@
+"""OpenAI Chat Completions requests <-> ``ChatRequest``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from thrifty.core import _validate as v
+from thrifty.core.messages import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    OtherPart,
+    Part,
+    RequestError,
+    Role,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolResultPart,
+)
+
+__all__ = ["parse_openai_messages", "parse_openai_request", "parse_openai_tools", "render_openai_request"]
+
+_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_KNOWN = frozenset({"model", "messages", "tools", "max_tokens", "max_completion_tokens", "stream", "temperature"})
+
+
+def parse_openai_request(body: object) -> ChatRequest:
+    data = v.obj(body, "body")
+    model = v.non_empty_string(data.get("model"), "model")
+    messages = parse_openai_messages(data.get("messages"), "messages")
+    tools = parse_openai_tools(data.get("tools"), "tools") if data.get("tools") is not None else ()
+    max_tokens = v.opt_int(data.get("max_completion_tokens"), "max_completion_tokens", 1)
+    if max_tokens is None:
+        max_tokens = v.opt_int(data.get("max_tokens"), "max_tokens", 1)
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        tools=tools,
+        max_tokens=max_tokens,
+        stream=bool(v.opt_bool(data.get("stream"), "stream")),
+        temperature=v.opt_number(data.get("temperature"), "temperature"),
+        wire_format="openai",
+        extra={k: val for k, val in data.items() if k not in _KNOWN},
+    )
+
+
+def parse_openai_messages(value: object, path: str = "messages") -> tuple[Message, ...]:
+    items = v.array(value, path)
+    if not items:
+        raise RequestError(path, "must contain at least one message")
+    return tuple(_message(item, f"{path}[{i}]") for i, item in enumerate(items))
+
+
+def parse_openai_tools(value: object, path: str = "tools") -> tuple[Tool, ...]:
+    tools = []
+    for i, item in enumerate(v.array(value, path)):
+        where = f"{path}[{i}]"
+        tool = v.obj(item, where)
+        kind = tool.get("type", "function")
+        if kind != "function":
+            raise RequestError(f"{where}.type", f"unsupported tool type {kind!r}; expected 'function'")
+        fn = v.obj(tool.get("function"), f"{where}.function")
+        tools.append(
+            Tool(
+                name=v.non_empty_string(fn.get("name"), f"{where}.function.name"),
+                description=v.opt_string(fn.get("description"), f"{where}.function.description"),
+                parameters=v.opt_obj(fn.get("parameters"), f"{where}.function.parameters") or {},
+            )
+        )
+    return tuple(tools)
+
+
+def _message(item: object, path: str) -> Message:
+    data = v.obj(item, path)
+    role = v.string(data.get("role"), f"{path}.role")
+    if role not in _ROLES:
+        raise RequestError(f"{path}.role", f"unknown role {role!r}; expected one of {', '.join(sorted(_ROLES))}")
+    if role == "function":  # the deprecated shape of a tool result
+        role = "tool"
+    content = data.get("content")
+    parts: tuple[Part, ...]
+    if content is None:
+        if role != "assistant":
+            raise RequestError(f"{path}.content", "is required for this role")
+        parts, was_string = (), False
+    elif isinstance(content, str):
+        parts, was_string = ((TextPart(content),) if content else ()), True
+    else:
+        parts = tuple(_part(p, f"{path}.content[{i}]") for i, p in enumerate(v.array(content, f"{path}.content")))
+        was_string = False
+    tool_calls: tuple[ToolCall, ...] = ()
+    if data.get("tool_calls") is not None:
+        tool_calls = tuple(
+            _tool_call(c, f"{path}.tool_calls[{i}]")
+            for i, c in enumerate(v.array(data["tool_calls"], f"{path}.tool_calls"))
+        )
+    tool_call_id = v.opt_string(data.get("tool_call_id"), f"{path}.tool_call_id")
+    if role == "tool" and tool_call_id is None and data.get("name") is None:
+        raise RequestError(f"{path}.tool_call_id", "is required for a tool message")
+    narrowed: Role = role  # type: ignore[assignment]  # checked against _ROLES above
+    return Message(
+        role=narrowed,
+        parts=parts,
+        name=v.opt_string(data.get("name"), f"{path}.name"),
+        tool_calls=tool_calls,
+        tool_call_id=tool_call_id,
+        content_was_string=was_string,
+    )
+
+
+def _part(item: object, path: str) -> Part:
+    data = v.obj(item, path)
+    kind = v.string(data.get("type"), f"{path}.type")
+    if kind == "text":
+        return TextPart(v.string(data.get("text"), f"{path}.text"))
+    if kind == "image_url":
+        image = v.obj(data.get("image_url"), f"{path}.image_url")
+        return ImagePart(
+            url=v.non_empty_string(image.get("url"), f"{path}.image_url.url"),
+            detail=v.opt_string(image.get("detail"), f"{path}.image_url.detail"),
+        )
+    return OtherPart(dict(data))
+
+
+def _tool_call(item: object, path: str) -> ToolCall:
+    data = v.obj(item, path)
+    fn = v.obj(data.get("function"), f"{path}.function")
+    arguments = fn.get("arguments", "")
+    if not isinstance(arguments, str):  # some clients send an object; the API wants JSON text
+        arguments = json.dumps(arguments, separators=(",", ":"))
+    return ToolCall(
+        id=v.string(data.get("id"), f"{path}.id"),
+        name=v.non_empty_string(fn.get("name"), f"{path}.function.name"),
+        arguments=arguments,
+    )
+
+
+def render_openai_request(request: ChatRequest) -> dict[str, Any]:
+    """The request in OpenAI's shape (the inverse of ``parse_openai_request``)."""
+    body: dict[str, Any] = dict(request.extra)
+    body["model"] = request.model
+    body["messages"] = [m for message in request.messages for m in _render_message(message)]
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    **({"description": t.description} if t.description is not None else {}),
+                    "parameters": dict(t.parameters),
+                },
+            }
+            for t in request.tools
+        ]
+    if request.max_tokens is not None:
+        body["max_tokens" if "max_completion_tokens" not in body else "max_completion_tokens"] = request.max_tokens
+    if request.stream:
+        body["stream"] = True
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    return body
+
+
+def _render_message(message: Message) -> list[dict[str, Any]]:
+    results = [p for p in message.parts if isinstance(p, ToolResultPart)]
+    if results:  # an Anthropic-style user turn carrying tool results: one tool message each
+        rendered = [{"role": "tool", "tool_call_id": r.tool_call_id, "content": r.text} for r in results]
+        rest = [p for p in message.parts if not isinstance(p, ToolResultPart)]
+        if rest:
+            rendered.append(_render_message(Message(message.role, tuple(rest), message.name))[0])
+        return rendered
+    out: dict[str, Any] = {"role": message.role}
+    if message.name is not None:
+        out["name"] = message.name
+    if message.content_was_string and all(isinstance(p, TextPart) for p in message.parts):
+        out["content"] = message.text
+    elif message.parts:
+        out["content"] = [_render_part(p) for p in message.parts]
+    else:
+        out["content"] = None if message.tool_calls else ""
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return [out]
+
+
+def _render_part(part: Part) -> Mapping[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        url = part.url or f"data:{part.media_type or 'image/png'};base64,{part.data or ''}"
+        image: dict[str, Any] = {"url": url}
+        if part.detail is not None:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    if isinstance(part, OtherPart):
+        return dict(part.data)
+    return {"type": "text", "text": part.text}

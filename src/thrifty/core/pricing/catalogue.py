@@ -1,0 +1,151 @@
+"""The public price catalogue (``genai-prices``, pinned), read as ``Rates``.
+
+Only the snapshot bundled with the pinned package is read; nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from thrifty.core.pricing.rates import Rate, Rates, Tier
+
+if TYPE_CHECKING:
+    from genai_prices.data_snapshot import DataSnapshot
+    from genai_prices.types import ModelInfo, ModelPrice, Provider
+
+__all__ = ["Catalogue", "CatalogueEntry", "CatalogueRates"]
+
+_BATCH_CONTEXT = {"processing": "batch"}
+_HALF = Decimal("0.5")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueEntry:
+    """A model found in the catalogue."""
+
+    provider_id: str
+    model_id: str
+    name: str | None
+    context_window: int | None
+    deprecated: bool
+    info: ModelInfo
+    time_of_day_prices: bool
+    """True when the model's price depends on the time of day, not only on the date."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueRates:
+    rates: Rates
+    notes: tuple[str, ...]
+
+
+class Catalogue:
+    """A read-only view of the pinned ``genai-prices`` data."""
+
+    def __init__(self, snapshot: DataSnapshot | None = None) -> None:
+        if snapshot is None:
+            # Imported here, not at module import: the catalogue is ~1 s of data to load.
+            from genai_prices import data_snapshot
+
+            snapshot = data_snapshot.get_snapshot()
+        self._snapshot = snapshot
+
+    def find(self, model: str, provider: str | None = None) -> CatalogueEntry | None:
+        try:
+            found_provider, info = self._snapshot.find_provider_model(model, None, provider, None)
+        except LookupError:
+            return None
+        return _entry(found_provider, info)
+
+    def entries(self) -> Iterator[CatalogueEntry]:
+        for provider in self._snapshot.providers:
+            for info in provider.models:
+                yield _entry(provider, info)
+
+    def provider_ids(self) -> list[str]:
+        return [provider.id for provider in self._snapshot.providers]
+
+    def rates(self, entry: CatalogueEntry, at: datetime, batch: bool) -> CatalogueRates | None:
+        """The rates in force at ``at``; ``None`` when the catalogue has no token prices for it."""
+        notes: list[str] = []
+        if batch and _has_batch_rates(entry.info, at):
+            price = entry.info.get_prices(at, _BATCH_CONTEXT)
+            notes.append("batch rates from the catalogue")
+            factor = None
+        else:
+            price = entry.info.get_prices(at)
+            factor = _HALF if batch else None
+        rates = _rates_from_price(price)
+        if rates is None:
+            return None
+        if factor is not None:
+            rates = rates.scaled(factor)
+            notes.append(
+                f"the catalogue has no batch rate for {entry.model_id} on {at.date().isoformat()}; "
+                "priced at 50% of the standard rates"
+            )
+        return CatalogueRates(rates, tuple(notes))
+
+
+def _entry(provider: Provider, info: ModelInfo) -> CatalogueEntry:
+    return CatalogueEntry(
+        provider_id=provider.id,
+        model_id=info.id,
+        name=info.name,
+        context_window=info.context_window,
+        deprecated=bool(info.deprecated),
+        info=info,
+        time_of_day_prices=_depends_on_time_of_day(info),
+    )
+
+
+def _has_batch_rates(info: ModelInfo, at: datetime) -> bool:
+    for variant in info.price_variants or ():
+        if variant.when == _BATCH_CONTEXT and (variant.constraint is None or variant.constraint.active(at)):
+            return True
+    return False
+
+
+def _depends_on_time_of_day(info: ModelInfo) -> bool:
+    from genai_prices.types import ModelPrice, TimeOfDateConstraint
+
+    constraints = [] if isinstance(info.prices, ModelPrice) else [p.constraint for p in info.prices]
+    constraints += [v.constraint for v in info.price_variants or ()]
+    return any(isinstance(c, TimeOfDateConstraint) for c in constraints)
+
+
+def _rate(value: object) -> Rate | None:
+    from genai_prices.types import TieredPrices
+
+    if value is None:
+        return None
+    if isinstance(value, TieredPrices):
+        return Rate(value.base, tuple(Tier(t.start, t.price) for t in value.tiers))
+    if isinstance(value, Decimal):
+        return Rate(value)
+    raise TypeError(f"unexpected price value in the catalogue: {value!r}")
+
+
+def _rates_from_price(price: ModelPrice) -> Rates | None:
+    """Fill every rate the way the provider bills it when the catalogue has no separate rate:
+    cache reads and writes without their own rate are plain input; reasoning is plain output."""
+    inp = _rate(price.input_mtok)
+    out = _rate(price.output_mtok)
+    if inp is None or out is None:
+        return None
+    read = _rate(price.cache_read_mtok)
+    write = _rate(price.cache_write_mtok)
+    write_5m = _rate(price.cache_write_5m_mtok) or write
+    write_1h = _rate(price.cache_write_1h_mtok) or write
+    return Rates(
+        input=inp,
+        output=out,
+        cache_read=read or inp,
+        cache_write_5m=write_5m or inp,
+        cache_write_1h=write_1h or inp,
+        reasoning=_rate(price.output_reasoning_mtok) or out,
+    )
