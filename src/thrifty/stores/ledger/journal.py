@@ -1,0 +1,136 @@
+"""The ledger journal: every record is appended to a local file before it is queued for the
+database, so a record of a completed call survives a crash of the process, a database outage, and
+a restart.
+
+Each writer appends to its own segment files (``ledger-<pid>-<random>-<n>.jsonl``) and holds an
+exclusive ``flock`` on each for as long as it lives. A segment is deleted once every row in it is
+in the database. At start-up a writer replays the segments nobody holds a lock on: their writer
+died. Inserts are idempotent on the record id, so replaying rows that did reach the database
+before the crash writes nothing twice.
+
+Durability: a row is written to the kernel with one ``write(2)`` before ``submit`` returns; it
+survives the process being killed (even with SIGKILL). It is not fsynced, so a power cut can lose
+the last moments of rows, as with any database at ``synchronous=NORMAL``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Segment", "SegmentFactory", "orphaned_segments", "read_segment"]
+
+log = logging.getLogger("thrifty.ledger")
+
+_PREFIX = "ledger-"
+_SUFFIX = ".jsonl"
+
+
+@dataclass(eq=False)
+class Segment:
+    """One journal file owned (and locked) by this process."""
+
+    path: Path
+    fd: int
+    rows: int = 0
+    """Rows appended."""
+    written: int = 0
+    """Rows of this segment known to be in the database."""
+    closed: bool = False
+    """No more rows will be appended (the writer rotated to a new segment)."""
+    spilled: bool = False
+    """Some rows were not kept in memory: the file must be replayed to write them."""
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        line = (json.dumps(row, separators=(",", ":"), default=str) + "\n").encode()
+        view = memoryview(line)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        self.rows += 1
+
+    def close_for_append(self) -> None:
+        self.closed = True
+
+    def release(self) -> None:
+        """Delete the file (all of its rows are in the database) and drop the lock."""
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+
+    def detach(self) -> None:
+        """Drop the lock but keep the file, for the next writer to replay."""
+        os.close(self.fd)
+
+    @property
+    def done(self) -> bool:
+        return self.closed and not self.spilled and self.written >= self.rows
+
+
+class SegmentFactory:
+    """Creates this process's segments in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._stem = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+        self._next = 0
+
+    def new(self) -> Segment:
+        path = self.directory / f"{self._stem}{self._next:06d}{_SUFFIX}"
+        self._next += 1
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return Segment(path, fd)
+
+
+def orphaned_segments(directory: Path) -> Iterator[tuple[Path, int]]:
+    """Segments whose writer is gone, each yielded with a file descriptor that holds its lock
+    (so two recovering processes never replay the same file at once). The caller closes it."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob(f"{_PREFIX}*{_SUFFIX}")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # a live writer holds it
+            continue
+        if not path.exists():  # replayed and deleted by another process meanwhile
+            os.close(fd)
+            continue
+        yield path, fd
+
+
+def read_segment(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a segment. A torn last line (the process died mid-write) is skipped: its call's
+    ``submit`` never returned, so it was never acknowledged as recorded."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
+                log.warning("ledger journal %s: skipping a torn last line %d", path.name, number)
+                break
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                log.error("ledger journal %s: line %d is not JSON; kept in %s.bad", path.name, number, path.name)
+                _keep_bad_line(path, line)
+                continue
+            if isinstance(row, dict):
+                yield row
+
+
+def _keep_bad_line(path: Path, line: bytes) -> None:
+    with path.with_suffix(path.suffix + ".bad").open("ab") as bad:
+        bad.write(line)

@@ -1,0 +1,320 @@
+"""Batched ledger writes, off the caller's path, losing nothing.
+
+``submit`` journals the row (one ``write(2)``) and queues it; a background thread inserts queued
+rows in batches. When the database is down the rows wait (in memory up to ``max_pending``, past
+that only in the journal, replayed from disk once the database is back), so memory stays bounded
+through an outage of any length.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from thrifty.core.ledger import LedgerRecord
+from thrifty.stores.ledger.base import LedgerStore
+from thrifty.stores.ledger.journal import Segment, SegmentFactory, orphaned_segments, read_segment
+
+__all__ = ["LedgerWriter", "WriterStats"]
+
+log = logging.getLogger("thrifty.ledger")
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    submitted: int
+    written: int
+    pending: int
+    recovered: int
+    rejected: int
+    spilling: bool
+    last_error: str | None
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        journal_dir: Path | None,
+        batch_size: int = 2000,
+        flush_interval: float = 0.05,
+        max_pending: int = 50_000,
+        segment_rows: int = 20_000,
+        retry_max_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._factory = SegmentFactory(journal_dir) if journal_dir is not None else None
+        self._journal_dir = journal_dir
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._max_pending = max_pending
+        self._segment_rows = segment_rows
+        self._retry_max = retry_max_seconds
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Row, Segment | None]] = deque()
+        self._segment: Segment | None = None
+        self._open: list[Segment] = []
+        self._replay: deque[Segment] = deque()
+        self._spilling = False
+        self._submitted = 0
+        self._written = 0
+        self._recovered = 0
+        self._rejected = 0
+        self._last_error: str | None = None
+        self._stopping = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    # -- the caller's side ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="thrifty-ledger-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, record: LedgerRecord) -> None:
+        """Record a call. Returns once the row is journaled; never waits for the database."""
+        self.submit_row(record.to_row())
+
+    def submit_row(self, row: Row) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the ledger writer is closed")
+            segment = self._segment_for_append()
+            if segment is not None:
+                segment.append(row)
+            self._submitted += 1
+            if self._spilling:
+                assert segment is not None  # spilling needs a journal
+                segment.spilled = True
+            else:
+                self._queue.append((row, segment))
+                if self._factory is not None and len(self._queue) >= self._max_pending:
+                    log.warning(
+                        "ledger: %d rows waiting for the database; new rows wait on disk only", len(self._queue)
+                    )
+                    self._rotate()
+                    self._spilling = True
+            if len(self._queue) >= self._batch_size or len(self._queue) == 1:
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row submitted so far is in the database. False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._submitted
+            self._cond.notify_all()
+            while self._written < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining if remaining is not None else 0.5)
+            return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what can be flushed in ``timeout``; rows still unwritten stay in the journal and are
+        replayed by the next writer that starts on the same journal directory."""
+        if self._closed:
+            return
+        flushed = self.flush(timeout) if self._thread is not None else False
+        with self._cond:
+            self._closed = True
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=max(timeout, 1.0))
+        with self._cond:
+            if self._segment is not None:
+                self._rotate()
+            for segment in self._open:
+                if segment.done:
+                    segment.release()
+                else:
+                    segment.detach()
+            self._open.clear()
+        if not flushed and self._submitted > self._written:
+            where = f"kept in {self._journal_dir}" if self._factory else "LOST (no journal configured)"
+            log.error("ledger: %d rows not written at close: %s", self._submitted - self._written, where)
+
+    def stats(self) -> WriterStats:
+        with self._cond:
+            return WriterStats(
+                submitted=self._submitted,
+                written=self._written,
+                pending=self._submitted - self._written,
+                recovered=self._recovered,
+                rejected=self._rejected,
+                spilling=self._spilling,
+                last_error=self._last_error,
+            )
+
+    # -- segments (called with the lock held) --------------------------------------------------
+
+    def _segment_for_append(self) -> Segment | None:
+        if self._factory is None:
+            return None
+        if self._segment is not None and self._segment.rows >= self._segment_rows:
+            self._rotate()
+        if self._segment is None:
+            self._segment = self._factory.new()
+            self._segment.spilled = self._spilling
+            self._open.append(self._segment)
+        return self._segment
+
+    def _rotate(self) -> None:
+        segment = self._segment
+        if segment is None:
+            return
+        segment.close_for_append()
+        self._segment = None
+        if segment.spilled:
+            self._replay.append(segment)
+
+    def _release_done(self) -> None:
+        for segment in [s for s in self._open if s.done]:
+            self._open.remove(segment)
+            segment.release()
+
+    # -- the background thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._recover_orphans()
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                if not self._write_queued(batch):
+                    return
+                continue
+            with self._cond:
+                segment = self._replay.popleft() if self._replay else None
+            if segment is not None and not self._replay_segment(segment):
+                return
+
+    def _next_batch(self) -> list[tuple[Row, Segment | None]] | None:
+        """Up to ``batch_size`` queued rows; [] when only replay work is left; None to stop."""
+        with self._cond:
+            while not self._queue and not self._replay:
+                if self._stopping:
+                    return None
+                if self._segment is not None and self._segment.written >= self._segment.rows and not self._spilling:
+                    self._rotate()  # idle: close the segment so the journal is empty at rest
+                    self._release_done()
+                self._cond.wait(0.5)
+            if self._queue and len(self._queue) < self._batch_size and not self._stopping:
+                self._cond.wait(self._flush_interval)  # let a batch gather
+            batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+            if self._spilling and len(self._queue) < self._max_pending // 2:
+                self._spilling = False
+                self._rotate()
+            return batch
+
+    def _write_queued(self, batch: list[tuple[Row, Segment | None]]) -> bool:
+        if not self._insert_reliably([row for row, _ in batch]):
+            return False
+        with self._cond:
+            for _, segment in batch:
+                if segment is not None:
+                    segment.written += 1
+            self._written += len(batch)
+            self._release_done()
+            self._cond.notify_all()
+        return True
+
+    def _replay_segment(self, segment: Segment) -> bool:
+        rows = list(read_segment(segment.path))
+        for start in range(0, len(rows), self._batch_size):
+            if not self._insert_reliably(rows[start : start + self._batch_size]):
+                return False
+        with self._cond:
+            self._written += segment.rows
+            segment.written = segment.rows
+            segment.spilled = False
+            self._release_done()
+            self._cond.notify_all()
+        return True
+
+    def _recover_orphans(self) -> None:
+        if self._journal_dir is None:
+            return
+        for path, fd in orphaned_segments(self._journal_dir):
+            try:
+                rows = list(read_segment(path))
+                for start in range(0, len(rows), self._batch_size):
+                    if not self._insert_reliably(rows[start : start + self._batch_size]):
+                        return
+                path.unlink(missing_ok=True)
+                with self._cond:
+                    self._recovered += len(rows)
+                if rows:
+                    log.info("ledger: recovered %d rows from %s", len(rows), path.name)
+            finally:
+                os.close(fd)
+
+    def _insert_reliably(self, rows: Sequence[Row]) -> bool:
+        """Insert, retrying with backoff until the database takes the rows. A row the database
+        rejects on its own (not an outage) goes to ``rejected.jsonl`` beside the journal.
+        False only when the writer is stopping and the database is still down."""
+        delay = 0.05
+        failures = 0
+        while True:
+            try:
+                self._store.insert_rows(rows)
+            except Exception as error:
+                failures += 1
+                self._note_error(error, failures)
+                if failures >= 3 and len(rows) > 1 and self._isolate_bad_rows(rows):
+                    return True
+                if self._stopping and failures >= 3:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+            else:
+                if failures:
+                    log.warning("ledger: database writes resumed after %d failed attempts", failures)
+                    with self._cond:
+                        self._last_error = None
+                return True
+
+    def _isolate_bad_rows(self, rows: Sequence[Row]) -> bool:
+        """Row by row: if some rows go in, the others are bad data, not an outage."""
+        bad: list[tuple[Row, Exception]] = []
+        good = 0
+        for row in rows:
+            try:
+                self._store.insert_rows([row])
+                good += 1
+            except Exception as error:
+                bad.append((row, error))
+        if good == 0:
+            return False
+        for row, problem in bad:
+            self._reject(row, problem)
+        return True
+
+    def _reject(self, row: Row, error: Exception) -> None:
+        log.error("ledger: the database rejected row %s: %s", row.get("id"), error)
+        with self._cond:
+            self._rejected += 1
+        target = (self._journal_dir or Path(".")) / "rejected.jsonl"
+        with target.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"error": str(error), "row": row}, default=str) + "\n")
+
+    def _note_error(self, error: Exception, failures: int) -> None:
+        message = f"{type(error).__name__}: {error}"
+        with self._cond:
+            self._last_error = message
+        if failures == 1:
+            log.warning("ledger: database write failed, retrying: %s", message)
