@@ -1,0 +1,140 @@
+"""What every command shares: errors, JSON output, option parsing, the price book."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from thrifty.core.pricing import PriceBook
+
+__all__ = [
+    "CliError",
+    "default_ledger_url",
+    "emit_json",
+    "json_option",
+    "parse_when",
+    "price_book",
+    "prices_option",
+    "read_input",
+    "usd",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """Bad input: reported on one line, exit status 2."""
+
+    exit_code = 2
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def prices_option(func: F) -> F:
+    return click.option(
+        "--prices",
+        "prices_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="THRIFTY_PRICES",
+        help="Price overrides (YAML or JSON) on top of the catalogue. Env: THRIFTY_PRICES.",
+    )(func)
+
+
+def price_book(prices_file: Path | None) -> PriceBook:
+    from thrifty.config.files import ConfigError
+    from thrifty.config.prices import load_price_book
+
+    try:
+        return load_price_book(prices_file)
+    except ConfigError as error:
+        raise CliError(str(error)) from None
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=None, separators=(",", ":"), default=_json_default))
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, Decimal):
+        from thrifty.core.pricing import format_usd
+
+        return format_usd(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def usd(amount: Decimal) -> str:
+    """For people: ``$500.00``, ``$0.004625``, ``$1,234.5678`` -- at least cents, at most 8 places.
+    Money in JSON output stays an exact decimal string instead."""
+    text = format(amount.quantize(Decimal("1e-8")), "f")
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0").ljust(2, "0")
+    sign = "-" if whole.startswith("-") else ""
+    return f"{sign}${int(whole.lstrip('-')):,}.{frac}"
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """``2025-06-01`` (midnight UTC) or an ISO 8601 time; no zone means UTC."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{option}: {value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_decimal(value: str, option: str, *, minimum: Decimal | None = Decimal(0)) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise CliError(f"{option}: {value!r} is not a number") from None
+    if not number.is_finite() or (minimum is not None and number < minimum):
+        raise CliError(f"{option}: must be a number >= {minimum}, got {value}")
+    return number
+
+
+def read_input(source: str | None) -> str:
+    """The text of FILE, or of standard input for ``-`` (or no FILE when input is piped)."""
+    if source is None or source == "-":
+        if source is None and sys.stdin.isatty():
+            raise CliError("no input: give a FILE, or pipe the input into '-'")
+        data = sys.stdin.buffer.read()
+        where = "standard input"
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise CliError(f"{source}: is a directory, not a file")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CliError(f"{source}: no such file") from None
+        except OSError as error:
+            raise CliError(f"{source}: cannot be read: {error.strerror}") from None
+        where = source
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CliError(f"{where}: not UTF-8 text (invalid byte at offset {error.start})") from None
+
+
+def default_ledger_url() -> str:
+    """``THRIFTY_LEDGER_URL``, else the embedded default: ``.thrifty/thrifty.db`` here."""
+    url = os.environ.get("THRIFTY_LEDGER_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("THRIFTY_HOME", ".thrifty"))
+    return f"sqlite:///{home / 'thrifty.db'}"

@@ -1,0 +1,188 @@
+"""``thrifty report`` (totals from the ledger) and ``thrifty demo`` (a simulated workload)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, parse_when, price_book, usd
+from thrifty.core.ledger import LedgerRecord
+from thrifty.core.pricing import format_usd
+from thrifty.core.usage import Usage
+from thrifty.stores.ledger import GROUPINGS, LedgerStore, LedgerWriter, Totals, open_ledger
+
+_DEFAULT_GROUPS = ("model", "feature", "user", "day")
+
+
+def ledger_option(func: Any) -> Any:
+    return click.option(
+        "--ledger",
+        "ledger_url",
+        default=None,
+        help="Ledger URL (sqlite:///FILE or postgresql://...). Env: THRIFTY_LEDGER_URL; "
+        "default: sqlite:///.thrifty/thrifty.db",
+    )(func)
+
+
+def _open_existing(url: str) -> LedgerStore:
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path != ":memory:" and not Path(path).is_file():
+            raise CliError(f"no ledger at {path}: nothing has been recorded there yet")
+    try:
+        return open_ledger(url)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    except Exception as error:  # an unreachable database: say which, briefly
+        raise CliError(f"cannot open the ledger {url}: {type(error).__name__}: {error}".splitlines()[0]) from None
+
+
+@click.command()
+@ledger_option
+@click.option(
+    "--by",
+    "groups",
+    default=",".join(_DEFAULT_GROUPS),
+    show_default=True,
+    help=f"Comma-separated groupings: {', '.join(GROUPINGS)}.",
+)
+@click.option("--since", "since_text", metavar="DATE", help="From this date or time (UTC), inclusive.")
+@click.option("--until", "until_text", metavar="DATE", help="Up to this date or time (UTC), exclusive.")
+@json_option
+def report(ledger_url: str | None, groups: str, since_text: str | None, until_text: str | None, as_json: bool) -> None:
+    """Totals from the ledger: calls, tokens and cost by model, feature, user and day."""
+    wanted = [g.strip() for g in groups.split(",") if g.strip()]
+    unknown = [g for g in wanted if g not in GROUPINGS]
+    if unknown or not wanted:
+        raise CliError(f"--by: unknown grouping {', '.join(unknown) or '(none)'}; choose from {', '.join(GROUPINGS)}")
+    since = parse_when(since_text, "--since")
+    until = parse_when(until_text, "--until")
+    if since and until and since >= until:
+        raise CliError("--since must be before --until")
+    url = ledger_url or default_ledger_url()
+    store = _open_existing(url)
+    try:
+        sections = {g: store.totals(g, since, until) for g in wanted}  # type: ignore[arg-type]
+    finally:
+        store.close()
+    overall = _overall(next(iter(sections.values())))
+    if as_json:
+        emit_json(
+            {
+                "ledger": url,
+                "since": since,
+                "until": until,
+                "totals": _totals_json(overall),
+                "by": {g: [_totals_json(t) for t in rows] for g, rows in sections.items()},
+            }
+        )
+        return
+    click.echo(
+        f"{overall.calls:,} calls, {usd(overall.cost_usd)} "
+        f"({overall.input_tokens:,} input tokens, {overall.output_tokens:,} output tokens)"
+    )
+    if overall.unpriced_calls:
+        click.echo(f"  {overall.unpriced_calls:,} calls have no known price and are not in the total")
+    for group, rows in sections.items():
+        click.echo(f"\nby {group}:")
+        click.echo(f"  {'':<32}{'calls':>9}{'input':>14}{'cached':>14}{'output':>12}{'cost':>16}")
+        for t in sorted(rows, key=lambda r: r.cost_usd, reverse=group != "day"):
+            unpriced = f"  (+{t.unpriced_calls} unpriced)" if t.unpriced_calls else ""
+            click.echo(
+                f"  {t.key or '(none)':<32}{t.calls:>9,}{t.input_tokens:>14,}{t.cache_read_tokens:>14,}"
+                f"{t.output_tokens:>12,}{usd(t.cost_usd):>16}{unpriced}"
+            )
+
+
+def _overall(rows: list[Totals]) -> Totals:
+    counterfactuals = [t.counterfactual_usd for t in rows if t.counterfactual_usd is not None]
+    return Totals(
+        key=None,
+        calls=sum(t.calls for t in rows),
+        errors=sum(t.errors for t in rows),
+        input_tokens=sum(t.input_tokens for t in rows),
+        cache_read_tokens=sum(t.cache_read_tokens for t in rows),
+        cache_write_tokens=sum(t.cache_write_tokens for t in rows),
+        output_tokens=sum(t.output_tokens for t in rows),
+        cost_usd=sum((t.cost_usd for t in rows), start=Decimal(0)),
+        unpriced_calls=sum(t.unpriced_calls for t in rows),
+        counterfactual_usd=sum(counterfactuals, start=Decimal(0)) if counterfactuals else None,
+    )
+
+
+def _totals_json(t: Totals) -> dict[str, Any]:
+    return {
+        "key": t.key,
+        "calls": t.calls,
+        "errors": t.errors,
+        "input_tokens": t.input_tokens,
+        "cache_read_tokens": t.cache_read_tokens,
+        "cache_write_tokens": t.cache_write_tokens,
+        "output_tokens": t.output_tokens,
+        "cost_usd": format_usd(t.cost_usd),
+        "unpriced_calls": t.unpriced_calls,
+        "counterfactual_usd": None if t.counterfactual_usd is None else format_usd(t.counterfactual_usd),
+    }
+
+
+_DEMO_MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
+_DEMO_FEATURES = ("chat", "search", "summarise", "extract")
+_DEMO_USERS = ("alice", "bob", "carol", "dave", "erin")
+
+
+@click.command()
+@ledger_option
+@click.option("--calls", type=click.IntRange(min=1, max=1_000_000), default=2000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(ledger_url: str | None, calls: int, seed: int) -> None:
+    """Record a simulated day of calls (no provider is contacted), then report on them.
+
+    Each call's usage is what a provider would report, cached prompt tokens included; each is priced
+    exactly and written through the journaled ledger writer, as the gateway does.
+    """
+    url = ledger_url or default_ledger_url()
+    book = price_book(None)
+    try:
+        store = open_ledger(url)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    journal = Path(url.removeprefix("sqlite:///")).parent / "journal" if url.startswith("sqlite:///") else None
+    writer = LedgerWriter(store, journal_dir=journal)
+    writer.start()
+    rng = random.Random(seed)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=24)
+    total = Decimal(0)
+    with click.progressbar(range(calls), label="recording simulated calls", file=sys.stderr) as bar:
+        for n in bar:
+            model = rng.choice(_DEMO_MODELS)
+            input_tokens = rng.randint(200, 6000)
+            cached = (input_tokens // 128) * 128 if input_tokens >= 1024 and rng.random() < 0.5 else 0
+            usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=rng.randint(20, 800))
+            at = start + timedelta(seconds=n * 86_400 / calls)
+            priced = book.price(usage, model, at=at)
+            total += priced.cost.total
+            writer.submit(
+                LedgerRecord(
+                    requested_model=model,
+                    served_model=model,
+                    provider=priced.quote.provider,
+                    ts=at,
+                    user=rng.choice(_DEMO_USERS),
+                    feature=rng.choice(_DEMO_FEATURES),
+                    usage=usage,
+                    cost=priced.cost,
+                    latency_ms=round(rng.uniform(300, 4000), 1),
+                    details={"simulated": True},
+                )
+            )
+    writer.close()
+    store.close()
+    click.echo(f"recorded {calls:,} simulated calls costing {usd(total)} into {url}\n")
+    ctx = click.get_current_context()
+    ctx.invoke(report, ledger_url=url, groups="model,feature,user", since_text=None, until_text=None, as_json=False)

@@ -1,0 +1,278 @@
+"""``thrifty price`` and ``thrifty models``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from thrifty.cli.common import CliError, emit_json, json_option, parse_when, price_book, prices_option, usd
+from thrifty.core.pricing import PriceBook, PricedUsage, Rates, UnknownModelError, format_usd
+from thrifty.core.usage import Usage, UsageError
+
+_USAGE_FIELDS = {
+    "model",
+    "provider",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "batch",
+    "at",
+}
+
+
+@click.command()
+@click.option("--model", "-m", help="Model name, as sent to the provider.")
+@click.option("--provider", "-p", help="Provider id (openai, anthropic, ...); guessed from the model if omitted.")
+@click.option("--input-tokens", type=click.IntRange(min=0), help="Total input, cache reads and writes included.")
+@click.option("--cache-read-tokens", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cache-write-tokens", type=click.IntRange(min=0), default=0, show_default=True, help="5-minute TTL.")
+@click.option("--cache-write-1h-tokens", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(min=0), default=0, show_default=True, help="Reasoning included.")
+@click.option("--reasoning-tokens", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--batch", is_flag=True, help="Price at batch-API rates.")
+@click.option("--at", "at_text", metavar="DATE", help="Price at the rates in force then (default: now, UTC).")
+@click.option(
+    "--usage-file",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="JSON lines, one usage each; prints one JSON object per line, in order.",
+)
+@json_option
+@prices_option
+def price(
+    model: str | None,
+    provider: str | None,
+    input_tokens: int | None,
+    cache_read_tokens: int,
+    cache_write_tokens: int,
+    cache_write_1h_tokens: int,
+    output_tokens: int,
+    reasoning_tokens: int,
+    batch: bool,
+    at_text: str | None,
+    usage_file: Path | None,
+    as_json: bool,
+    prices_file: Path | None,
+) -> None:
+    """Price a call's usage exactly, or every usage in a JSON-lines file."""
+    book = price_book(prices_file)
+    if usage_file is not None:
+        if model is not None or input_tokens is not None:
+            raise CliError("--usage-file prices the file's lines; do not combine it with --model or --input-tokens")
+        _price_file(book, usage_file)
+        return
+    if model is None:
+        raise CliError("missing option --model (or give --usage-file)")
+    if input_tokens is None:
+        raise CliError("missing option --input-tokens (the total input, cache reads and writes included)")
+    at = parse_when(at_text, "--at") or datetime.now(UTC)
+    try:
+        usage = Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_5m_tokens=cache_write_tokens,
+            cache_write_1h_tokens=cache_write_1h_tokens,
+            reasoning_tokens=reasoning_tokens,
+        )
+        priced = book.price(usage, model, provider=provider, at=at, batch=batch)
+    except (UsageError, UnknownModelError) as error:
+        raise CliError(str(error)) from None
+    result = priced_json(priced, usage, at)
+    if as_json:
+        emit_json(result)
+        return
+    quote = priced.quote
+    click.echo(f"{quote.model} ({quote.provider}, {quote.source}{', batch' if batch else ''}) at {at.date()}")
+    cost = priced.cost
+    for label, amount in (
+        ("uncached input", cost.uncached_input),
+        ("cache reads", cost.cache_read),
+        ("cache writes", cost.cache_write),
+        ("output", cost.output),
+    ):
+        click.echo(f"  {label:<16}{usd(amount):>16}")
+    click.echo(f"  {'total':<16}{usd(cost.total):>16}   (exact: {format_usd(cost.total)})")
+    for note in quote.notes:
+        click.echo(f"  note: {note}")
+
+
+def rates_json(rates: Rates, total_input: int) -> dict[str, str]:
+    return {
+        "input_per_mtok": format_usd(rates.input.at(total_input)),
+        "cache_read_per_mtok": format_usd(rates.cache_read.at(total_input)),
+        "cache_write_5m_per_mtok": format_usd(rates.cache_write_5m.at(total_input)),
+        "cache_write_1h_per_mtok": format_usd(rates.cache_write_1h.at(total_input)),
+        "output_per_mtok": format_usd(rates.output.at(total_input)),
+    }
+
+
+def priced_json(priced: PricedUsage, usage: Usage, at: datetime) -> dict[str, Any]:
+    quote = priced.quote
+    breakdown = priced.cost.as_dict()
+    return {
+        "model": quote.model,
+        "provider": quote.provider,
+        "model_id": quote.model_id,
+        "source": quote.source,
+        "batch": quote.batch,
+        "at": at.isoformat(),
+        "usage": usage.as_dict(),
+        "total_usd": breakdown.pop("total_usd"),
+        "breakdown": breakdown,
+        "rates": rates_json(quote.rates, usage.input_tokens),
+        "notes": list(quote.notes),
+    }
+
+
+def _price_file(book: PriceBook, path: Path) -> None:
+    failures: list[str] = []
+    for number, line in _lines(path):
+        try:
+            emit_json(_price_line(book, line))
+        except (ValueError, UnknownModelError, UsageError) as error:
+            failures.append(f"line {number}: {error}")
+            emit_json({"line": number, "error": str(error)})
+    if failures:
+        raise CliError(f"{len(failures)} line(s) of {path} could not be priced; first: {failures[0]}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except OSError as error:
+        raise CliError(f"{path}: cannot be read: {error.strerror}") from None
+    with handle:
+        try:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    yield number, line
+        except UnicodeDecodeError as error:
+            raise CliError(f"{path}: not UTF-8 text (byte {error.start})") from None
+
+
+def _price_line(book: PriceBook, line: str) -> dict[str, Any]:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(data, Mapping):
+        raise ValueError("expected a JSON object")
+    unknown = set(data) - _USAGE_FIELDS
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("'model' must be a non-empty string")
+    provider = data.get("provider")
+    if provider is not None and not isinstance(provider, str):
+        raise ValueError("'provider' must be a string")
+    batch = data.get("batch", False)
+    if not isinstance(batch, bool):
+        raise ValueError("'batch' must be true or false")
+    at_value = data.get("at")
+    if at_value is not None and not isinstance(at_value, str):
+        raise ValueError("'at' must be a date or ISO 8601 time string")
+    try:
+        at = parse_when(at_value, "at") or datetime.now(UTC)
+    except CliError as error:
+        raise ValueError(error.format_message()) from None
+    usage = Usage(
+        input_tokens=_count(data, "input_tokens", required=True),
+        output_tokens=_count(data, "output_tokens"),
+        cache_read_tokens=_count(data, "cache_read_tokens"),
+        cache_write_5m_tokens=_count(data, "cache_write_tokens"),
+        cache_write_1h_tokens=_count(data, "cache_write_1h_tokens"),
+        reasoning_tokens=_count(data, "reasoning_tokens"),
+    )
+    return priced_json(book.price(usage, model, provider=provider, at=at, batch=batch), usage, at)
+
+
+def _count(data: Mapping[str, Any], key: str, *, required: bool = False) -> int:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"'{key}' is required")
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"'{key}' must be a whole number >= 0, got {value!r}")
+    return value
+
+
+@click.command()
+@click.argument("filter_text", required=False, metavar="[FILTER]")
+@click.option("--provider", "-p", help="Only this provider's models.")
+@click.option("--at", "at_text", metavar="DATE", help="Prices in force on this date (default: now).")
+@json_option
+@prices_option
+def models(
+    filter_text: str | None, provider: str | None, at_text: str | None, as_json: bool, prices_file: Path | None
+) -> None:
+    """Known models with their prices (USD per million tokens) and context windows."""
+    book = price_book(prices_file)
+    at = parse_when(at_text, "--at") or datetime.now(UTC)
+    wanted = (filter_text or "").lower()
+    if provider is not None and provider not in book.catalogue.provider_ids():
+        raise CliError(f"unknown provider {provider!r}; known: {', '.join(sorted(book.catalogue.provider_ids()))}")
+    rows = []
+    for entry in book.catalogue.entries():
+        if provider is not None and entry.provider_id != provider:
+            continue
+        if wanted and wanted not in entry.model_id.lower() and wanted not in (entry.name or "").lower():
+            continue
+        rates = book.catalogue.rates(entry, at, batch=False)
+        if rates is None:
+            continue
+        rows.append(
+            {
+                "provider": entry.provider_id,
+                "model": entry.model_id,
+                "name": entry.name,
+                "context_window": entry.context_window,
+                "source": "catalogue",
+                **rates_json(rates.rates, 0),
+            }
+        )
+    for override in book.overrides:
+        if wanted and wanted not in override.model.lower():
+            continue
+        if provider is not None and override.provider not in (None, provider):
+            continue
+        quote = book.quote(override.model, provider=override.provider, at=at)
+        rows.append(
+            {
+                "provider": quote.provider,
+                "model": override.model,
+                "name": override.note,
+                "context_window": quote.context_window,
+                "source": quote.source,
+                **rates_json(quote.rates, 0),
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        raise CliError(f"no model matches {filter_text!r}" if filter_text else "no models")
+    width = max(len(str(row["model"])) for row in rows) + 2
+    provider_width = max(len(str(row["provider"] or "-")) for row in rows) + 2
+    click.echo(
+        f"{'provider':<{provider_width}}{'model':<{width}}{'context':>10}"
+        f"{'input':>10}{'cached':>10}{'output':>10}  (USD per million tokens)"
+    )
+    for row in rows:
+        window = f"{row['context_window']:,}" if row["context_window"] else "-"
+        click.echo(
+            f"{row['provider'] or '-':<{provider_width}}{row['model']:<{width}}{window:>10}"
+            f"{row['input_per_mtok']:>10}{row['cache_read_per_mtok']:>10}{row['output_per_mtok']:>10}"
+        )

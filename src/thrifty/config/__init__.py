@@ -1,0 +1,1 @@
+"""Configuration files: reading, validating, and turning them into core objects."""

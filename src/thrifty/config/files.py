@@ -1,0 +1,85 @@
+"""Reading YAML and JSON documents for config and price files, with errors that say where."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+__all__ = ["ConfigError", "describe_validation_error", "load_document", "parse_document"]
+
+
+class ConfigError(ValueError):
+    """A config or data file that cannot be used; the message names the file and the place."""
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """YAML numbers with a fraction become Decimal, so ``2.50`` is exactly 2.50 dollars."""
+
+
+def _decimal_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:
+    text = str(loader.construct_scalar(node))
+    try:
+        return Decimal(text.replace("_", ""))
+    except InvalidOperation:
+        return float(loader.construct_yaml_float(node))
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal_float)
+
+
+def parse_document(text: str, source: str, *, json_only: bool = False) -> Any:
+    """Parse YAML (a superset of JSON) or strict JSON; numbers with fractions as Decimal."""
+    if json_only:
+        try:
+            return json.loads(text, parse_float=Decimal)
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"{source}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            ) from None
+    try:
+        return yaml.load(text, Loader=_DecimalLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}: invalid YAML{where}: {error.problem}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: invalid YAML: {error}") from None
+
+
+def load_document(path: str | Path) -> Any:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory, not a file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{file}: cannot be read: {error.strerror}") from None
+    return parse_document(text, str(file), json_only=file.suffix.lower() == ".json")
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: ``prices.yaml: models[2].input_mtok: must be >= 0``."""
+    lines = []
+    for problem in error.errors():
+        lines.append(f"{source}: {_location(problem['loc']) or '(top level)'}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
