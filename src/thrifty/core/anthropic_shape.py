@@ -157,6 +157,7 @@ def _part(data: Mapping[str, Any], path: str) -> Part:
             content=content,
             is_error=bool(v.opt_bool(data.get("is_error"), f"{path}.is_error")),
             cache_control=_cache_control(data, path),
+            content_was_string=isinstance(raw, str),
         )
     return OtherPart(dict(data))
 
@@ -233,7 +234,7 @@ def _render_part(part: Part) -> dict[str, Any]:
         out = {
             "type": "tool_result",
             "tool_use_id": part.tool_call_id,
-            "content": [_render_part(p) for p in part.content],
+            "content": part.text if part.content_was_string else [_render_part(p) for p in part.content],
         }
         if part.is_error:
             out["is_error"] = True

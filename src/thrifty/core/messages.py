@@ -63,6 +63,7 @@ class ToolResultPart:
     content: tuple[TextPart | ImagePart, ...]
     is_error: bool = False
     cache_control: Mapping[str, Any] | None = None
+    content_was_string: bool = False
 
     @property
     def text(self) -> str:
