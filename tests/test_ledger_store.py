@@ -79,7 +79,7 @@ def test_a_record_comes_back_exactly_as_written(ledger: LedgerStore) -> None:
         batch=False,
         details={"finish_reason": "stop", "attempts": [{"status": 429}, {"status": 200}]},
     )
-    ledger.insert_rows([full.to_row()])
+    ledger.insert_rows([full.to_values()])
     (back,) = ledger.records()
     assert back == full
 
@@ -87,8 +87,8 @@ def test_a_record_comes_back_exactly_as_written(ledger: LedgerStore) -> None:
 def test_unknown_cost_stays_unknown_and_is_counted_apart(ledger: LedgerStore) -> None:
     ledger.insert_rows(
         [
-            record(cost=None, requested_model="mystery-model", served_model=None).to_row(),
-            record().to_row(),
+            record(cost=None, requested_model="mystery-model", served_model=None).to_values(),
+            record().to_values(),
         ]
     )
     unknown = next(r for r in ledger.records() if r.requested_model == "mystery-model")
@@ -102,7 +102,7 @@ def test_unknown_cost_stays_unknown_and_is_counted_apart(ledger: LedgerStore) ->
 
 def test_sums_are_exact_decimals(ledger: LedgerStore) -> None:
     costs = ["0.1", "0.2", "0.0000001", "0.000000000000000001"]
-    ledger.insert_rows([record(cost=Cost(output=Decimal(c))).to_row() for c in costs])
+    ledger.insert_rows([record(cost=Cost(output=Decimal(c))).to_values() for c in costs])
     (total,) = ledger.totals("feature")
     assert total.cost_usd == Decimal("0.300000100000000001")
     assert total.calls == 4
@@ -111,7 +111,7 @@ def test_sums_are_exact_decimals(ledger: LedgerStore) -> None:
 
 
 def test_inserting_the_same_record_twice_writes_it_once(ledger: LedgerStore) -> None:
-    rows = [record().to_row() for _ in range(3)]
+    rows = [record().to_values() for _ in range(3)]
     ledger.insert_rows(rows)
     ledger.insert_rows(rows)
     ledger.insert_rows(rows[:1])
@@ -121,9 +121,9 @@ def test_inserting_the_same_record_twice_writes_it_once(ledger: LedgerStore) -> 
 def test_totals_group_by_every_dimension(ledger: LedgerStore) -> None:
     ledger.insert_rows(
         [
-            record(user="alice", feature="chat", ts=T0).to_row(),
-            record(user="bob", feature="chat", ts=T0 + timedelta(days=1)).to_row(),
-            record(user="bob", feature="search", ts=T0 + timedelta(days=1), status="error", cost=None).to_row(),
+            record(user="alice", feature="chat", ts=T0).to_values(),
+            record(user="bob", feature="chat", ts=T0 + timedelta(days=1)).to_values(),
+            record(user="bob", feature="search", ts=T0 + timedelta(days=1), status="error", cost=None).to_values(),
         ]
     )
     by_user = {t.key: t.calls for t in ledger.totals("user")}
@@ -137,7 +137,7 @@ def test_totals_group_by_every_dimension(ledger: LedgerStore) -> None:
 
 
 def test_time_bounds_select_calls_in_the_window(ledger: LedgerStore) -> None:
-    ledger.insert_rows([record(ts=T0 + timedelta(hours=h)).to_row() for h in range(10)])
+    ledger.insert_rows([record(ts=T0 + timedelta(hours=h)).to_values() for h in range(10)])
     window = ledger.totals("model", since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=5))
     assert sum(t.calls for t in window) == 3
     assert len(ledger.records(since=T0 + timedelta(hours=8))) == 2
@@ -161,7 +161,7 @@ def test_migrating_twice_and_concurrently_is_harmless(ledger_url: str) -> None:
         thread.join()
     assert errors == []
     store = open_ledger(ledger_url)
-    store.insert_rows([record().to_row()])
+    store.insert_rows([record().to_values()])
     assert store.count() == 1
     store.close()
 

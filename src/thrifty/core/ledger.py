@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import secrets
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from thrifty.core.pricing.rates import Cost, format_usd
 from thrifty.core.usage import Usage
@@ -17,7 +20,12 @@ __all__ = ["LEDGER_COLUMNS", "LedgerRecord", "new_record_id"]
 
 
 def new_record_id() -> str:
-    return uuid.uuid4().hex
+    """A UUIDv7 (time-ordered: 48 bits of Unix milliseconds, then random), as 32 hex digits.
+    Time order keeps index inserts at the end of the B-tree, which makes ledger writes faster."""
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value).hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,45 +67,51 @@ class LedgerRecord:
         if self.ts.utcoffset() != UTC.utcoffset(None):
             object.__setattr__(self, "ts", self.ts.astimezone(UTC))
 
-    def to_row(self) -> dict[str, Any]:
-        """A flat row: plain JSON-able values, money as decimal strings (exact), time as ISO 8601."""
+    def to_values(self) -> tuple[Any, ...]:
+        """The row as plain JSON-able values in ``LEDGER_COLUMNS`` order: money as exact decimal
+        strings, time as ISO 8601 UTC with microseconds (so it sorts as text)."""
         cost = self.cost
-        return {
-            "id": self.id,
-            "ts": self.ts.isoformat(timespec="microseconds"),
-            "request_id": self.request_id,
-            "user_id": self.user,
-            "team": self.team,
-            "feature": self.feature,
-            "key_id": self.key_id,
-            "tags": json.dumps(list(self.tags)),
-            "provider": self.provider,
-            "requested_model": self.requested_model,
-            "served_model": self.served_model,
-            "input_tokens": self.usage.input_tokens,
-            "cache_read_tokens": self.usage.cache_read_tokens,
-            "cache_write_5m_tokens": self.usage.cache_write_5m_tokens,
-            "cache_write_1h_tokens": self.usage.cache_write_1h_tokens,
-            "output_tokens": self.usage.output_tokens,
-            "reasoning_tokens": self.usage.reasoning_tokens,
-            "cost_uncached_input": _money(cost.uncached_input if cost else None),
-            "cost_cache_read": _money(cost.cache_read if cost else None),
-            "cost_cache_write": _money(cost.cache_write if cost else None),
-            "cost_output": _money(cost.output if cost else None),
-            "cost_total": _money(cost.total if cost else None),
-            "counterfactual_cost": _money(self.counterfactual_cost),
-            "savings": json.dumps({k: format_usd(v) for k, v in self.savings.items()}, sort_keys=True),
-            "latency_ms": self.latency_ms,
-            "ttft_ms": self.ttft_ms,
-            "status": self.status,
-            "error": self.error,
-            "http_status": self.http_status,
-            "cache_status": self.cache_status,
-            "route": self.route,
-            "stream": self.stream,
-            "batch": self.batch,
-            "details": json.dumps(self.details, sort_keys=True, default=str),
-        }
+        usage = self.usage
+        return (
+            self.id,
+            self.ts.isoformat(timespec="microseconds"),
+            self.request_id,
+            self.user,
+            self.team,
+            self.feature,
+            self.key_id,
+            _dumps(list(self.tags)) if self.tags else "[]",
+            self.provider,
+            self.requested_model,
+            self.served_model,
+            usage.input_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_5m_tokens,
+            usage.cache_write_1h_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+            None if cost is None else format_usd(cost.uncached_input),
+            None if cost is None else format_usd(cost.cache_read),
+            None if cost is None else format_usd(cost.cache_write),
+            None if cost is None else format_usd(cost.output),
+            None if cost is None else format_usd(cost.total),
+            _money(self.counterfactual_cost),
+            _dumps({k: format_usd(v) for k, v in self.savings.items()}) if self.savings else "{}",
+            self.latency_ms,
+            self.ttft_ms,
+            self.status,
+            self.error,
+            self.http_status,
+            self.cache_status,
+            self.route,
+            self.stream,
+            self.batch,
+            _dumps(self.details) if self.details else "{}",
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """``to_values`` keyed by column name."""
+        return dict(zip(LEDGER_COLUMNS, self.to_values(), strict=True))
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> LedgerRecord:
@@ -185,7 +199,11 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "batch",
     "details",
 )
-"""The columns of a ledger row, in table order (``to_row`` produces exactly these keys)."""
+"""The columns of a ledger row, in table order: ``to_values`` gives a value for each, in this order."""
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -200,5 +218,5 @@ def _json(value: object, empty: Any) -> Any:
     if value is None:
         return empty
     if isinstance(value, str):
-        return json.loads(value)
+        return orjson.loads(value)
     return value

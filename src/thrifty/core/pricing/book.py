@@ -64,6 +64,8 @@ class _Resolution:
 
     overrides: tuple[PriceOverride, ...]
     entry: CatalogueEntry | None
+    by_minute: bool
+    """Prices change with the time of day, so a quote is good for a minute, not a day."""
 
 
 class PriceBook:
@@ -105,10 +107,9 @@ class PriceBook:
     def quote(
         self, model: str, *, provider: str | None = None, at: datetime | None = None, batch: bool = False
     ) -> PriceQuote:
-        when = _utc(at)
-        resolution = self._resolve(model, provider)
-        precise = resolution.entry is not None and resolution.entry.time_of_day_prices
-        key = (model, provider, batch, when.replace(second=0, microsecond=0) if precise else when.date())
+        when = at if at is not None and at.tzinfo is UTC else _utc(at)
+        resolution = self._resolutions.get((model, provider)) or self._resolve(model, provider)
+        key = (model, provider, batch, when.replace(second=0, microsecond=0) if resolution.by_minute else when.date())
         quote = self._quotes.get(key)
         if quote is None:
             if len(self._quotes) >= _CACHE_LIMIT:
@@ -131,7 +132,9 @@ class PriceBook:
             if len(self._resolutions) >= _CACHE_LIMIT:
                 self._resolutions.clear()
             matching = tuple(o for o in self._overrides if o.matches(model, provider))
-            resolution = self._resolutions[key] = _Resolution(matching, self._catalogue.find(model, provider))
+            entry = self._catalogue.find(model, provider)
+            by_minute = entry is not None and entry.time_of_day_prices
+            resolution = self._resolutions[key] = _Resolution(matching, entry, by_minute)
         return resolution
 
     def _build_quote(

@@ -32,6 +32,8 @@ class Rate:
     tiers: tuple[Tier, ...] = ()
 
     def at(self, total_input_tokens: int) -> Decimal:
+        if not self.tiers:
+            return self.per_mtok
         for tier in reversed(self.tiers):
             if total_input_tokens > tier.start:
                 return tier.per_mtok
@@ -125,27 +127,30 @@ class Cost:
         }
 
 
-def _part(tokens: int, rate: Rate, total_input: int) -> Decimal:
-    if tokens == 0:
-        return _ZERO
-    # scaleb(-6) divides by a million exactly (no rounding, unlike "/ 1_000_000" past 28 digits).
-    return (rate.at(total_input) * tokens).scaleb(-6)
-
-
 def compute_cost(usage: Usage, rates: Rates) -> Cost:
-    """The exact cost of ``usage`` at ``rates``. Pure arithmetic; nothing is looked up."""
+    """The exact cost of ``usage`` at ``rates``. Pure arithmetic; nothing is looked up.
+
+    Written flat, without helpers: it runs for every call, and the pricing budget is microseconds.
+    ``scaleb(-6)`` divides by a million exactly (no rounding, unlike ``/ 1_000_000`` past 28 digits).
+    """
     total_input = usage.input_tokens
-    plain_output = usage.output_tokens - usage.reasoning_tokens
-    output = _part(plain_output, rates.output, total_input) + _part(
-        usage.reasoning_tokens, rates.reasoning, total_input
-    )
-    return Cost(
-        uncached_input=_part(usage.uncached_input_tokens, rates.input, total_input),
-        cache_read=_part(usage.cache_read_tokens, rates.cache_read, total_input),
-        cache_write=_part(usage.cache_write_5m_tokens, rates.cache_write_5m, total_input)
-        + _part(usage.cache_write_1h_tokens, rates.cache_write_1h, total_input),
-        output=output,
-    )
+    reads = usage.cache_read_tokens
+    writes_5m = usage.cache_write_5m_tokens
+    writes_1h = usage.cache_write_1h_tokens
+    reasoning = usage.reasoning_tokens
+    uncached = total_input - reads - writes_5m - writes_1h
+    plain_output = usage.output_tokens - reasoning
+    uncached_cost = (rates.input.at(total_input) * uncached).scaleb(-6) if uncached else _ZERO
+    read_cost = (rates.cache_read.at(total_input) * reads).scaleb(-6) if reads else _ZERO
+    write_cost = _ZERO
+    if writes_5m:
+        write_cost = (rates.cache_write_5m.at(total_input) * writes_5m).scaleb(-6)
+    if writes_1h:
+        write_cost += (rates.cache_write_1h.at(total_input) * writes_1h).scaleb(-6)
+    output_cost = (rates.output.at(total_input) * plain_output).scaleb(-6) if plain_output else _ZERO
+    if reasoning:
+        output_cost += (rates.reasoning.at(total_input) * reasoning).scaleb(-6)
+    return Cost(uncached_cost, read_cost, write_cost, output_cost)
 
 
 def format_usd(amount: Decimal) -> str:

@@ -22,6 +22,7 @@ __all__ = ["TokenBreakdown", "TokenCount", "TokenCounter"]
 _IMAGE_LOW_DETAIL = 85
 _IMAGE_ASSUMED = 765
 _TOOL_CALL_OVERHEAD = 3
+_SCHEME_CACHE_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +66,22 @@ class TokenCounter:
 
     def __init__(self, encodings: Encodings | None = None) -> None:
         self._encodings = encodings if encodings is not None else Encodings()
+        self._schemes: dict[str, CountingScheme] = {}
+
+    def scheme(self, model: str) -> CountingScheme:
+        scheme = self._schemes.get(model)
+        if scheme is None:
+            if len(self._schemes) >= _SCHEME_CACHE_LIMIT:
+                self._schemes.clear()
+            scheme = self._schemes[model] = scheme_for(model)
+        return scheme
 
     def encoding_for(self, model: str) -> tiktoken.Encoding:
-        return self._encodings.get(scheme_for(model).encoding)
+        return self._encodings.get(self.scheme(model).encoding)
 
     def count_text(self, text: str, model: str) -> TokenCount:
         """Tokens of a bare text, no chat framing."""
-        scheme = scheme_for(model)
+        scheme = self.scheme(model)
         raw = len(self._encodings.get(scheme.encoding).encode_ordinary(text))
         tokens = _scaled(raw, scheme.scale)
         return TokenCount(
@@ -87,7 +97,7 @@ class TokenCounter:
     def count_request(self, request: ChatRequest, model: str | None = None) -> TokenCount:
         """Input tokens of a chat request as the model will see it."""
         model = model or request.model
-        scheme = scheme_for(model)
+        scheme = self.scheme(model)
         run = _Run(self._encodings.get(scheme.encoding), scheme)
         last_user = request.last_user_index
         system = history = last = 0

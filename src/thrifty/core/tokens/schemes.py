@@ -20,7 +20,7 @@ always the usage the provider reports, never this estimate.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
@@ -53,16 +53,19 @@ class CountingScheme:
     reply_priming: int = 3
     tools: ToolConstants | None = None
     scale: Decimal = Decimal(1)
+    method: str = field(init=False, compare=False)
+    """How the count is made, in words; shown with every count."""
 
-    @property
-    def method(self) -> str:
+    def __post_init__(self) -> None:
         if self.exact:
-            return f"{self.encoding} with OpenAI's published chat framing rules (exact)"
-        scale = f" x {self.scale}" if self.scale != 1 else ""
-        return (
-            f"estimate for a {self.family} model: {self.encoding}{scale} plus 3 tokens of framing a message "
-            "(approximate: this provider does not publish its tokenizer)"
-        )
+            method = f"{self.encoding} with OpenAI's published chat framing rules (exact)"
+        else:
+            scale = f" x {self.scale}" if self.scale != 1 else ""
+            method = (
+                f"estimate for a {self.family} model: {self.encoding}{scale} plus 3 tokens of framing a message "
+                "(approximate: this provider does not publish its tokenizer)"
+            )
+        object.__setattr__(self, "method", method)
 
 
 _O200K_TOOLS = ToolConstants(func_init=7, prop_init=3, prop_key=3, enum_init=-3, enum_item=3, func_end=12)

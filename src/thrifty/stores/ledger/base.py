@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -44,7 +44,8 @@ class LedgerStore(Protocol):
 
     def migrate(self) -> None: ...
 
-    def insert_rows(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
+    def insert_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows as ``LedgerRecord.to_values`` gives them; a row whose id is already stored is skipped."""
 
     def totals(
         self, group_by: GroupBy, since: datetime | None = None, until: datetime | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,7 +41,7 @@ _CASTS = {
 
 _INSERT = (
     f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
-    f"VALUES ({', '.join(f'%({c})s' + _CASTS.get(c, '') for c in LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join('%s' + _CASTS.get(c, '') for c in LEDGER_COLUMNS)}) "
     "ON CONFLICT (id) DO NOTHING"
 )
 
@@ -93,7 +93,7 @@ class PostgresLedger:
                 (migration.version, migration.name, datetime.now(UTC)),
             )
 
-    def insert_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def insert_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
         with self._lock:

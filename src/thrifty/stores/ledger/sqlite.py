@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -100,7 +100,7 @@ class SQLiteLedger:
                     conn.execute("ROLLBACK")
                     raise
 
-    def insert_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def insert_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
         with self._lock:
