@@ -166,11 +166,6 @@ def test_estimate_sample_differs_by_tokenizer_and_reads_stdin(cli: Cli) -> None:
     assert all(tokens > 0 for tokens in per_model.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: estimate divides the sample's cost by its size before multiplying by --requests, so money "
-    "that is exact comes out as 0.00007250000000000000000000000001 instead of 0.0000725",
-)
 def test_estimate_sample_monthly_cost_is_exact(cli: Cli, tmp_path: Path) -> None:
     docs = [[{"role": "user", "content": text}] for text in ("a", "a b", "a b c d e")]
     counts = [counted(cli, tmp_path, "gpt-4o", doc)["input_tokens"] for doc in docs]
@@ -180,11 +175,6 @@ def test_estimate_sample_monthly_cost_is_exact(cli: Cli, tmp_path: Path) -> None
     assert Decimal(result["monthly_usd"]) == usd(sum(counts), "2.50")  # 3 requests a month = the 3 sampled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: estimate --sample numbers requests, not file lines, in its errors: blank lines "
-    "are skipped, so the request on line 3 is reported as 'sample line 2'",
-)
 def test_estimate_sample_error_names_the_file_line(cli: Cli) -> None:
     lines = json.dumps(SAMPLE[0]) + "\n\n" + json.dumps([{"role": "robot", "content": "x"}]) + "\n"
     run = cli("estimate", "-m", "gpt-4o", "--sample", "-", *WORKLOAD[2:], stdin=lines)
@@ -278,11 +268,6 @@ def test_models_lists_overrides(cli: Cli, tmp_path: Path) -> None:
     assert (by_model["acme-hosted"]["input_per_mtok"], by_model["acme-hosted"]["output_per_mtok"]) == ("0.5", "2")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: 'thrifty models' crashes (internal error, exit 1) when the price file has a model the "
-    "catalogue lacks whose only override starts after --at (UnknownModelError from book.quote is not caught)",
-)
 def test_models_with_a_not_yet_effective_custom_model(cli: Cli, tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text(
@@ -293,10 +278,6 @@ def test_models_with_a_not_yet_effective_custom_model(cli: Cli, tmp_path: Path) 
     assert run.code in (0, 2), run.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an override not yet in force at --at is still listed, as a second copy of the catalogue row",
-)
 def test_models_does_not_duplicate_a_model_whose_override_is_not_in_force(cli: Cli, tmp_path: Path) -> None:
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  - model: gpt-4o\n    starts: 2026-06-01\n    input_mtok: 2\n", encoding="utf-8")

@@ -236,11 +236,6 @@ def test_usage_file_errors(cli: Cli, tmp_path: Path) -> None:
     assert_one_line_error(cli("price", "--usage-file", str(bad)), "UTF-8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with --usage-file, --at (and --batch, --provider) are silently ignored: "
-    "lines without 'at' are priced at today's rates instead of the date asked for",
-)
 def test_usage_file_does_not_silently_ignore_at(cli: Cli, tmp_path: Path) -> None:
     path = write(tmp_path, "u.jsonl", json.dumps({"model": "o3", "input_tokens": 1_000_000}) + "\n")
     run = cli("price", "--usage-file", path, "--at", "2025-06-01")
@@ -362,12 +357,6 @@ def test_missing_price_file(cli: Cli, tmp_path: Path) -> None:
     assert_one_line_error(cli("price", "-m", "gpt-4o", "--input-tokens", "1", "--prices", missing), missing)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an override with only input_mtok for a model the catalogue lacks is silently unusable; "
-    "pricing it says \"unknown model 'acme-x' ... did you mean acme-x?\" instead of naming the file "
-    "or the missing rate",
-)
 def test_incomplete_override_of_an_unknown_model_is_explained(cli: Cli, tmp_path: Path) -> None:
     path = write(tmp_path, "p.yaml", "models:\n  - model: acme-x\n    input_mtok: 1\n")
     line = assert_one_line_error(cli("price", "-m", "acme-x", "--input-tokens", "1", "--prices", path))

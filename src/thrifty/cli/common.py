@@ -126,7 +126,7 @@ def read_input(source: str | None) -> str:
             raise CliError(f"{source}: cannot be read: {error.strerror}") from None
         where = source
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not content
     except UnicodeDecodeError as error:
         raise CliError(f"{where}: not UTF-8 text (invalid byte at offset {error.start})") from None
 

@@ -148,15 +148,14 @@ def _plan(
         usage = Usage(input_tokens=tokens, cache_read_tokens=cached, output_tokens=output_tokens)
         total += compute_cost(usage, quote.rates).total
     n = len(input_counts)
-    per_request = total / n
     return _Plan(
         model=model,
         provider=quote.provider,
         input_tokens=Decimal(sum(input_counts)) / n,
         output_tokens=output_tokens,
         cached_tokens=Decimal(cached_total) / n,
-        per_request=per_request,
-        monthly=per_request * requests,
+        per_request=total / n,
+        monthly=total * requests / n,  # multiply before dividing: exact whenever the result is
         approximate=approximate,
         notes=quote.notes,
     )
@@ -176,14 +175,15 @@ def _plan_json(p: _Plan) -> dict[str, object]:
     }
 
 
-def _load_sample(source: str) -> list[object]:
+def _load_sample(source: str) -> list[tuple[int, object]]:
+    """(line number, document) for each non-blank line."""
     text = read_input(source)
     documents = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            documents.append(json.loads(line))
+            documents.append((number, json.loads(line)))
         except json.JSONDecodeError as error:
             raise CliError(f"{source}: line {number}: not JSON ({error.msg})") from None
     if not documents:
@@ -191,11 +191,12 @@ def _load_sample(source: str) -> list[object]:
     return documents
 
 
-def _input_counts(counter: TokenCounter, documents: list[object], model: str) -> tuple[list[int], bool]:
+def _input_counts(counter: TokenCounter, documents: list[tuple[int, object]], model: str) -> tuple[list[int], bool]:
     counts = []
     approximate = False
-    with click.progressbar(documents, label=f"counting {model}", file=sys.stderr) as bar:
-        for number, document in enumerate(bar, 1):
+    hidden = not sys.stderr.isatty()
+    with click.progressbar(documents, label=f"counting {model}", file=sys.stderr, hidden=hidden) as bar:
+        for number, document in bar:
             try:
                 request: ChatRequest = parse_chat_document(document, model)
             except RequestError as error:

@@ -158,7 +158,9 @@ def demo(ledger_url: str | None, calls: int, seed: int) -> None:
     rng = random.Random(seed)
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=24)
     total = Decimal(0)
-    with click.progressbar(range(calls), label="recording simulated calls", file=sys.stderr) as bar:
+    hidden = not sys.stderr.isatty()
+    progress = click.progressbar(range(calls), label="recording simulated calls", file=sys.stderr, hidden=hidden)
+    with progress as bar:
         for n in bar:
             model = rng.choice(_DEMO_MODELS)
             input_tokens = rng.randint(200, 6000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ _USAGE_FIELDS = {
 @click.option(
     "--usage-file",
     type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="JSON lines, one usage each; prints one JSON object per line, in order.",
+    help="JSON lines, one usage each; prints one JSON object per line, in order. "
+    "--provider, --batch and --at apply to lines that do not set them.",
 )
 @json_option
 @prices_option
@@ -64,16 +66,17 @@ def price(
 ) -> None:
     """Price a call's usage exactly, or every usage in a JSON-lines file."""
     book = price_book(prices_file)
+    at_option = parse_when(at_text, "--at")
     if usage_file is not None:
         if model is not None or input_tokens is not None:
             raise CliError("--usage-file prices the file's lines; do not combine it with --model or --input-tokens")
-        _price_file(book, usage_file)
+        _price_file(book, usage_file, _LineDefaults(provider=provider, batch=batch, at=at_option))
         return
     if model is None:
         raise CliError("missing option --model (or give --usage-file)")
     if input_tokens is None:
         raise CliError("missing option --input-tokens (the total input, cache reads and writes included)")
-    at = parse_when(at_text, "--at") or datetime.now(UTC)
+    at = at_option or datetime.now(UTC)
     try:
         usage = Usage(
             input_tokens=input_tokens,
@@ -133,11 +136,34 @@ def priced_json(priced: PricedUsage, usage: Usage, at: datetime) -> dict[str, An
     }
 
 
-def _price_file(book: PriceBook, path: Path) -> None:
+@dataclass(frozen=True, slots=True)
+class _LineDefaults:
+    """--provider, --batch and --at apply to the lines of a usage file that do not say otherwise."""
+
+    provider: str | None
+    batch: bool
+    at: datetime | None
+
+
+def _model_row(
+    provider: str | None, model: str, name: str | None, window: int | None, source: str, rates: Rates
+) -> dict[str, Any]:
+    return {
+        "provider": provider,
+        "model": model,
+        "name": name,
+        "context_window": window,
+        "source": source,
+        **rates_json(rates, 0),
+    }
+
+
+def _price_file(book: PriceBook, path: Path, defaults: _LineDefaults) -> None:
     failures: list[str] = []
+    now = datetime.now(UTC)
     for number, line in _lines(path):
         try:
-            emit_json(_price_line(book, line))
+            emit_json(_price_line(book, line, defaults, now))
         except (ValueError, UnknownModelError, UsageError) as error:
             failures.append(f"line {number}: {error}")
             emit_json({"line": number, "error": str(error)})
@@ -161,7 +187,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             raise CliError(f"{path}: not UTF-8 text (byte {error.start})") from None
 
 
-def _price_line(book: PriceBook, line: str) -> dict[str, Any]:
+def _price_line(book: PriceBook, line: str, defaults: _LineDefaults, now: datetime) -> dict[str, Any]:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as error:
@@ -174,17 +200,17 @@ def _price_line(book: PriceBook, line: str) -> dict[str, Any]:
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise ValueError("'model' must be a non-empty string")
-    provider = data.get("provider")
+    provider = data.get("provider", defaults.provider)
     if provider is not None and not isinstance(provider, str):
         raise ValueError("'provider' must be a string")
-    batch = data.get("batch", False)
+    batch = data.get("batch", defaults.batch)
     if not isinstance(batch, bool):
         raise ValueError("'batch' must be true or false")
     at_value = data.get("at")
     if at_value is not None and not isinstance(at_value, str):
         raise ValueError("'at' must be a date or ISO 8601 time string")
     try:
-        at = parse_when(at_value, "at") or datetime.now(UTC)
+        at = parse_when(at_value, "at") or defaults.at or now
     except CliError as error:
         raise ValueError(error.format_message()) from None
     usage = Usage(
@@ -224,41 +250,31 @@ def models(
     wanted = (filter_text or "").lower()
     if provider is not None and provider not in book.catalogue.provider_ids():
         raise CliError(f"unknown provider {provider!r}; known: {', '.join(sorted(book.catalogue.provider_ids()))}")
-    rows = []
+    listed: dict[tuple[str | None, str], dict[str, Any]] = {}
     for entry in book.catalogue.entries():
         if provider is not None and entry.provider_id != provider:
             continue
         if wanted and wanted not in entry.model_id.lower() and wanted not in (entry.name or "").lower():
             continue
         rates = book.catalogue.rates(entry, at, batch=False)
-        if rates is None:
-            continue
-        rows.append(
-            {
-                "provider": entry.provider_id,
-                "model": entry.model_id,
-                "name": entry.name,
-                "context_window": entry.context_window,
-                "source": "catalogue",
-                **rates_json(rates.rates, 0),
-            }
-        )
-    for override in book.overrides:
+        if rates is not None:
+            listed[(entry.provider_id, entry.model_id)] = _model_row(
+                entry.provider_id, entry.model_id, entry.name, entry.context_window, "catalogue", rates.rates
+            )
+    for override in {(o.model, o.provider): o for o in book.overrides if o.in_force(at.date())}.values():
         if wanted and wanted not in override.model.lower():
             continue
         if provider is not None and override.provider not in (None, provider):
             continue
-        quote = book.quote(override.model, provider=override.provider, at=at)
-        rows.append(
-            {
-                "provider": quote.provider,
-                "model": override.model,
-                "name": override.note,
-                "context_window": quote.context_window,
-                "source": quote.source,
-                **rates_json(quote.rates, 0),
-            }
+        try:
+            quote = book.quote(override.model, provider=override.provider, at=at)
+        except UnknownModelError:
+            continue  # an override of a model nobody else prices, not in force on this date
+        # A correction of a catalogue model replaces its catalogue row rather than adding a second.
+        listed[(quote.provider, quote.model_id)] = _model_row(
+            quote.provider, override.model, override.note, quote.context_window, quote.source, quote.rates
         )
+    rows = list(listed.values())
     if as_json:
         emit_json(rows)
         return

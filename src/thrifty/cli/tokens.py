@@ -12,7 +12,7 @@ from thrifty.core.any_shape import parse_chat_document
 from thrifty.core.messages import RequestError
 from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.core.tokens.counter import TokenCount, TokenCounter
-from thrifty.core.tokens.schemes import scheme_for
+from thrifty.core.tokens.schemes import normalise_model_name
 
 _LABELS = {
     "system": "system prompt",
@@ -62,12 +62,19 @@ def count(model: str, input_format: str, as_json: bool, prices_file: Path | None
 
 
 def check_known_model(book: PriceBook, model: str) -> None:
-    """Unknown models are an error (with suggestions) unless a tokenizer rule or a price knows them."""
-    if scheme_for(model).exact:
-        return
+    """A model is known when it has a price, or is a fine-tune (``ft:BASE:...``) or a provider-
+    prefixed name (``openai/BASE``) of a model that has one. Otherwise: an error with suggestions."""
     try:
         book.quote(model)
     except UnknownModelError as error:
+        base = normalise_model_name(model)
+        if base != model.strip().lower():
+            try:
+                book.quote(base)
+            except UnknownModelError:
+                pass
+            else:
+                return
         raise CliError(str(error)) from None
 
 

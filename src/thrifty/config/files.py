@@ -68,11 +68,9 @@ def load_document(path: str | Path) -> Any:
 
 
 def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line per problem: ``prices.yaml: models[2].input_mtok: must be >= 0``."""
-    lines = []
-    for problem in error.errors():
-        lines.append(f"{source}: {_location(problem['loc']) or '(top level)'}: {problem['msg']}")
-    return "\n".join(lines)
+    """Every problem, on one line: ``prices.yaml: models[2].input_mtok: must be >= 0; ...``."""
+    problems = [f"{_location(p['loc']) or '(top level)'}: {p['msg']}" for p in error.errors()]
+    return f"{source}: " + "; ".join(problems)
 
 
 def _location(loc: Sequence[int | str]) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from thrifty.config.files import ConfigError, describe_validation_error, load_document
-from thrifty.core.pricing import PriceBook, PriceOverride, Rates, SelfHosted
+from thrifty.core.pricing import Catalogue, PriceBook, PriceOverride, Rates, SelfHosted
 
 __all__ = ["PriceFile", "load_price_book", "price_book_from_document"]
 
@@ -91,16 +91,26 @@ def price_book_from_document(document: Any, source: str) -> PriceBook:
         spec = PriceFile.model_validate(document)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, source)) from None
+    catalogue = Catalogue()
     overrides = []
     for index, model in enumerate(spec.models):
         override = model.to_override()
+        where = f"{source}: models[{index}] ({model.model})"
         if not override.has_token_rates and override.self_hosted is None and override.batch_discount is None:
-            raise ConfigError(f"{source}: models[{index}]: {model.model} sets no price")
+            raise ConfigError(f"{where}: sets no price")
+        if not override.is_complete:
+            if override.match == "prefix":
+                raise ConfigError(f"{where}: a prefix match needs both input_mtok and output_mtok (or self_hosted)")
+            if catalogue.find(override.model, override.provider) is None:
+                raise ConfigError(
+                    f"{where}: not in the price catalogue, so it needs both input_mtok and output_mtok (or self_hosted)"
+                )
         overrides.append(override)
     default = spec.default_price
     return PriceBook(
         overrides=overrides,
         default_rates=None if default is None else Rates.simple(default.input_mtok, default.output_mtok),
+        catalogue=catalogue,
     )
 
 

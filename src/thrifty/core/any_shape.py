@@ -22,9 +22,9 @@ def parse_chat_document(document: object, model: str) -> ChatRequest:
     Anthropic-style ``system``), in OpenAI or Anthropic shape."""
     if isinstance(document, list):
         return ChatRequest(model=model, messages=_messages(document, "messages"))
-    data = v.obj(document, "input")
+    data = v.obj(document, "")
     if "messages" not in data:
-        raise RequestError("input", "a JSON object needs a 'messages' list")
+        raise RequestError("", "a JSON object needs a 'messages' list")
     system = parse_anthropic_system(data.get("system"), "system")
     messages = _messages(data["messages"], "messages")
     tools = _tools(data["tools"], "tools") if data.get("tools") is not None else ()

@@ -84,12 +84,13 @@ class TokenCounter:
         scheme = self.scheme(model)
         raw = len(self._encodings.get(scheme.encoding).encode_ordinary(text))
         tokens = _scaled(raw, scheme.scale)
+        method = f"{scheme.encoding} encoding of the text, no chat framing (exact)" if scheme.exact else scheme.method
         return TokenCount(
             model=model,
             input_tokens=tokens,
             approximate=not scheme.exact,
             encoding=scheme.encoding,
-            method=scheme.method,
+            method=method,
             breakdown=TokenBreakdown(last_user_message=tokens),
             reasons=() if scheme.exact else (scheme.method,),
         )
@@ -155,17 +156,17 @@ class _Run:
         for part in message.parts:
             tokens += self.part(part)
         for call in message.tool_calls:
-            self.reasons.append("tool calls in messages: OpenAI publishes no counting rule for them")
+            self.reasons.append("tool calls in messages: no counting rule for them is published")
             tokens += self.text(call.name) + self.text(call.arguments) + _TOOL_CALL_OVERHEAD
         if message.role == "tool":
-            self.reasons.append("tool results: OpenAI publishes no counting rule for them")
+            self.reasons.append("tool results: no counting rule for them is published")
         return tokens
 
     def part(self, part: TextPart | ImagePart | ToolResultPart | OtherPart) -> int:
         if isinstance(part, TextPart):
             return self.text(part.text)
         if isinstance(part, ToolResultPart):
-            self.reasons.append("tool results: OpenAI publishes no counting rule for them")
+            self.reasons.append("tool results: no counting rule for them is published")
             return sum(self.part(p) for p in part.content) + _TOOL_CALL_OVERHEAD
         if isinstance(part, ImagePart):
             self.reasons.append("images: their token cost depends on their size, assumed 1024x1024")
