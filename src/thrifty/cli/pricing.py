@@ -94,7 +94,9 @@ def price(
         emit_json(result)
         return
     quote = priced.quote
-    click.echo(f"{quote.model} ({quote.provider}, {quote.source}{', batch' if batch else ''}) at {at.date()}")
+    click.echo(
+        f"{quote.model} ({quote.provider or 'any provider'}, {quote.source}{', batch' if batch else ''}) at {at.date()}"
+    )
     cost = priced.cost
     for label, amount in (
         ("uncached input", cost.uncached_input),

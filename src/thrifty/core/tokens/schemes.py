@@ -62,11 +62,18 @@ class CountingScheme:
         else:
             scale = f" x {self.scale}" if self.scale != 1 else ""
             method = (
-                f"estimate for a {self.family} model: {self.encoding}{scale} plus 3 tokens of framing a message "
+                f"estimate for {_FAMILY_NAMES[self.family]}: {self.encoding}{scale} plus 3 tokens of framing a message "
                 "(approximate: this provider does not publish its tokenizer)"
             )
         object.__setattr__(self, "method", method)
 
+
+_FAMILY_NAMES: dict[str, str] = {
+    "openai": "an OpenAI model",
+    "anthropic": "an Anthropic model",
+    "google": "a Google model",
+    "other": "a model with an unpublished tokenizer",
+}
 
 _O200K_TOOLS = ToolConstants(func_init=7, prop_init=3, prop_key=3, enum_init=-3, enum_item=3, func_end=12)
 _CL100K_TOOLS = ToolConstants(func_init=10, prop_init=3, prop_key=3, enum_init=-3, enum_item=3, func_end=12)
