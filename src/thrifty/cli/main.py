@@ -10,9 +10,12 @@ from importlib.metadata import version
 
 import click
 
+from thrifty.cli.config_cmd import config
 from thrifty.cli.estimate import estimate
+from thrifty.cli.keys import keys
 from thrifty.cli.ledger import demo, report
 from thrifty.cli.pricing import models, price
+from thrifty.cli.serve import serve
 from thrifty.cli.tokens import count
 
 __all__ = ["cli", "main"]
@@ -21,10 +24,10 @@ __all__ = ["cli", "main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(version("thrifty"), prog_name="thrifty")
 def cli() -> None:
-    """thrifty: exact token counts and prices, and a ledger of every LLM call."""
+    """thrifty: an LLM cost gateway -- exact token counts and prices, and a ledger of every call."""
 
 
-for command in (count, price, estimate, models, report, demo):
+for command in (serve, count, price, estimate, models, report, keys, config, demo):
     cli.add_command(command)
 
 

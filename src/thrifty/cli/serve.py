@@ -1,0 +1,121 @@
+"""``thrifty serve``: run the gateway (with ``--demo``, in front of the built-in simulator)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from thrifty.cli.common import CliError
+
+__all__ = ["serve"]
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="THRIFTY_CONFIG",
+    help="The gateway config (YAML). Env: THRIFTY_CONFIG.",
+)
+@click.option("--host", default=None, help="Interface to listen on (default: the config's, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: the config's, 4000).")
+@click.option("--demo", is_flag=True, help="Built-in models served by the simulated upstream: no keys needed.")
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+def serve(config_path: Path | None, host: str | None, port: int | None, demo: bool, log_level: str) -> None:
+    """Run the OpenAI- and Anthropic-compatible gateway."""
+    from thrifty.config.files import ConfigError
+    from thrifty.config.gateway import load_gateway_config
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("uvicorn.access", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if demo and config_path is not None:
+        raise CliError("--demo uses its own config; drop --config (or drop --demo)")
+    if not demo and config_path is None:
+        raise CliError("give --config FILE (or THRIFTY_CONFIG), or --demo to try it with the simulator")
+    simulator_socket = None
+    if demo:
+        from thrifty.gateway.demo import demo_config
+
+        simulator_socket = _bound_socket("127.0.0.1", 0)
+        simulator_url = f"http://127.0.0.1:{simulator_socket.getsockname()[1]}"
+        home = Path(os.environ.get("THRIFTY_HOME", ".thrifty"))
+        config = demo_config(simulator_url, home, host or "127.0.0.1", port or 4000)
+        base_dir = Path.cwd()
+    else:
+        assert config_path is not None
+        try:
+            config = load_gateway_config(config_path)
+        except ConfigError as error:
+            raise CliError(str(error)) from None
+        base_dir = config_path.parent
+    listen_host = host or config.server.host
+    listen_port = port or config.server.port
+    try:
+        gateway_socket = _bound_socket(listen_host, listen_port)
+    except OSError as error:
+        raise CliError(f"cannot listen on {listen_host}:{listen_port}: {error.strerror}") from None
+
+    from thrifty.gateway.app import Gateway
+    from thrifty.gateway.runtime import Runtime
+
+    try:
+        runtime = Runtime.from_config(config, base_dir)
+    except (ConfigError, ValueError, LookupError) as error:
+        raise CliError(str(error)) from None
+    click.echo(f"thrifty gateway on http://{listen_host}:{listen_port}", err=True)
+    click.echo(f"  models: {', '.join(runtime.routes.names())}", err=True)
+    click.echo(f"  ledger: {config.storage.ledger}", err=True)
+    click.echo(f"  keys: {'required' if runtime.keys.required else 'not required (no virtual key exists)'}", err=True)
+    if demo:
+        click.echo(
+            f"  demo: models served by the simulated upstream at {simulator_url} (no provider is contacted)", err=True
+        )
+    _run(Gateway(runtime), gateway_socket, simulator_socket)
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run(app: object, gateway_socket: socket.socket, simulator_socket: socket.socket | None) -> None:
+    import uvicorn
+    import uvloop
+
+    def server(asgi: object) -> uvicorn.Server:
+        config = uvicorn.Config(
+            asgi,  # type: ignore[arg-type]
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=30,
+        )
+        return uvicorn.Server(config)
+
+    async def main() -> None:
+        servers = [(server(app), gateway_socket)]
+        if simulator_socket is not None:
+            from thrifty.simulator import create_app
+
+            servers.append((server(create_app()), simulator_socket))
+        await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in servers))
+
+    try:
+        uvloop.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,95 @@
+"""In-process use: ``thrifty.wrap(client)`` around the official OpenAI and Anthropic SDK clients.
+
+Every chat call of the wrapped client runs thrifty's pipeline (priced, recorded in the ledger,
+retried) and the client otherwise behaves exactly as before::
+
+    import openai, thrifty
+    client = thrifty.wrap(openai.OpenAI(), user="alice", feature="search")
+
+To share one ledger writer and HTTP pool among several clients, make a ``Thrifty`` and wrap with it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+
+from thrifty.client.runtime import InProcessRuntime
+from thrifty.client.transport import AsyncThriftyTransport, ThriftyTransport
+
+__all__ = ["Thrifty", "wrap"]
+
+C = TypeVar("C")
+
+
+class Thrifty:
+    """One in-process runtime: a ledger, a price book, an HTTP pool. Wrap any number of clients."""
+
+    def __init__(
+        self, *, ledger: str | None = None, journal_dir: str | Path | None = None, prices: str | Path | None = None
+    ) -> None:
+        from thrifty.config.prices import load_price_book
+
+        home = Path(os.environ.get("THRIFTY_HOME", ".thrifty"))
+        url = ledger or os.environ.get("THRIFTY_LEDGER_URL") or f"sqlite:///{home / 'thrifty.db'}"
+        journal = Path(journal_dir) if journal_dir is not None else _journal_beside(url, home)
+        self.runtime = InProcessRuntime(
+            ledger_url=url, journal_dir=journal, prices=load_price_book(prices or os.environ.get("THRIFTY_PRICES"))
+        )
+
+    def wrap(
+        self,
+        client: C,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        feature: str | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> C:
+        """A copy of ``client`` whose calls go through thrifty. Attribution given here applies to
+        every call; ``x-thrifty-*`` headers on a call (``extra_headers=``) override it."""
+        defaults = {
+            name: value
+            for name, value in (("x-thrifty-user", user), ("x-thrifty-team", team), ("x-thrifty-feature", feature))
+            if value
+        }
+        if tags:
+            defaults["x-thrifty-tags"] = ",".join(tags)
+        copy = getattr(client, "copy", None)
+        if copy is None:
+            raise TypeError(f"thrifty.wrap takes an OpenAI or Anthropic SDK client, not {type(client).__name__}")
+        http_client: Any
+        if _is_async(client):
+            http_client = httpx2.AsyncClient(
+                transport=AsyncThriftyTransport(self.runtime, httpx2.AsyncHTTPTransport(), defaults), timeout=None
+            )
+        else:
+            http_client = httpx2.Client(
+                transport=ThriftyTransport(self.runtime, httpx2.HTTPTransport(), defaults), timeout=None
+            )
+        # thrifty retries (with the provider's own waits); the SDK retrying too would multiply attempts.
+        wrapped: C = copy(http_client=http_client, max_retries=0)
+        return wrapped
+
+    def close(self) -> None:
+        """Write out the ledger and stop (also done at interpreter exit)."""
+        self.runtime.close()
+
+
+def wrap(client: C, **attribution: Any) -> C:
+    """Wrap one client with a runtime of its own (``Thrifty().wrap(client, ...)``)."""
+    return Thrifty().wrap(client, **attribution)
+
+
+def _is_async(client: object) -> bool:
+    names = [cls.__name__ for cls in type(client).__mro__]
+    return any(name.startswith("Async") for name in names)
+
+
+def _journal_beside(url: str, home: Path) -> Path:
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        return Path(url.removeprefix("sqlite:///")).parent / "journal"
+    return home / "journal"

@@ -1,0 +1,101 @@
+"""The in-process runtime: the gateway's pipeline (prices, ledger, retries) without a proxy.
+
+It runs on an event loop of its own, in a background thread, so that sync and async SDK clients,
+and async clients used from several event loops, all share one HTTP pool and one ledger writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from thrifty.core.pricing import PriceBook
+from thrifty.core.tokens.counter import TokenCounter
+from thrifty.pipeline import Call, Pipeline, Result
+from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
+from thrifty.pipeline.record import RecordStep
+from thrifty.providers.upstream import new_session
+from thrifty.stores.ledger import LedgerWriter, open_ledger
+
+__all__ = ["InProcessRuntime"]
+
+T = TypeVar("T")
+
+_DEFAULT_POLICY = RetryPolicy(
+    attempts=3, attempt_timeout=600.0, connect_timeout=10.0, backoff_base=0.25, backoff_max=8.0, retry_after_max=30.0
+)
+
+
+class InProcessRuntime:
+    def __init__(
+        self,
+        *,
+        ledger_url: str,
+        journal_dir: Path,
+        prices: PriceBook,
+        policy: RetryPolicy = _DEFAULT_POLICY,
+    ) -> None:
+        self.prices = prices
+        self.counter = TokenCounter()
+        self.ledger = open_ledger(ledger_url)
+        self.writer = LedgerWriter(self.ledger, journal_dir=journal_dir)
+        self.writer.start()
+        self.policy = policy
+        self._record = RecordStep(prices, self.writer, self.counter)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="thrifty-client-loop", daemon=True)
+        self._thread.start()
+        self._session: aiohttp.ClientSession = self.submit(self._new_session()).result()
+        self._closed = False
+        atexit.register(self.close)
+
+    @staticmethod
+    async def _new_session() -> aiohttp.ClientSession:
+        return new_session()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run a coroutine on the runtime's loop, from any thread."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    async def _run(self, call: Call, route: Route) -> Result:
+        dispatcher = Dispatcher(Routes([route]), self._session, self.policy, self.counter)
+        return await Pipeline([self._record], dispatcher).run(call)
+
+    def run(self, call: Call, route: Route) -> Future[Result]:
+        return self.submit(self._run(call, route))
+
+    def next_chunk(self, events: AsyncIterator[bytes]) -> Future[bytes]:
+        """The stream's next chunk; the future raises StopAsyncIteration at its end."""
+
+        async def step() -> bytes:
+            return await events.__anext__()
+
+        return self.submit(step())
+
+    def close_stream(self, events: AsyncIterator[bytes]) -> Future[None]:
+        async def close() -> None:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+        return self.submit(close())
+
+    def close(self) -> None:
+        """Flush the ledger and stop the loop. Safe to call twice; runs at interpreter exit."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.submit(self._session.close()).result(timeout=10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self.writer.close(timeout=10.0)
+            self.ledger.close()

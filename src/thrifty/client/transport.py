@@ -1,0 +1,174 @@
+"""HTTP transports that the official SDKs use unchanged: chat calls go through thrifty's pipeline;
+everything else (files, models, ...) goes straight through."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+
+import httpx2
+
+from thrifty.client.runtime import InProcessRuntime
+from thrifty.gateway.intake import Rejection, build_call, decode_json, new_request_id
+from thrifty.pipeline import Call, Result
+from thrifty.pipeline.call import ClientAPI
+from thrifty.pipeline.conversions import error_body
+from thrifty.pipeline.dispatch import Route
+from thrifty.providers.upstream import Upstream
+
+__all__ = ["AsyncThriftyTransport", "ThriftyTransport"]
+
+_HOP_HEADERS = frozenset({"host", "content-length", "accept-encoding", "connection", "transfer-encoding"})
+_ENDPOINTS: tuple[tuple[str, ClientAPI], ...] = (("/chat/completions", "openai"), ("/v1/messages", "anthropic"))
+
+
+class _FixedUpstream(Upstream):
+    """The provider the SDK was pointed at: the exact URL it built (Azure query string included)."""
+
+    def __init__(self, url: str, client: ClientAPI, headers: Mapping[str, str]) -> None:
+        super().__init__(httpx2.URL(url).host or "upstream", client, url, headers)
+        self._url = url
+
+    def chat_url(self, upstream_model: str) -> str:
+        return self._url
+
+
+def _endpoint(request: httpx2.Request) -> ClientAPI | None:
+    if request.method != "POST":
+        return None
+    path = request.url.path
+    for suffix, api in _ENDPOINTS:
+        if path.endswith(suffix):
+            return api
+    return None
+
+
+class _Prepared:
+    def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+
+def _prepare(
+    runtime: InProcessRuntime, request: httpx2.Request, client: ClientAPI, defaults: Mapping[str, str]
+) -> tuple[Call, Route] | _Prepared:
+    request_id = new_request_id()
+    started = time.perf_counter()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    for name, value in defaults.items():
+        headers.setdefault(name, value)
+    scope = {"headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]}
+    try:
+        body = decode_json(request.content)
+        call = build_call(scope, body, client, None, request_id, started)
+    except Rejection as rejection:
+        payload = error_body(client, rejection.status, rejection.message, rejection.kind, rejection.code)
+        return _Prepared(rejection.status, payload, [("x-thrifty-request-id", request_id)])
+    upstream_headers = {k: v for k, v in headers.items() if k not in _HOP_HEADERS and not k.startswith("x-thrifty-")}
+    upstream = _FixedUpstream(str(request.url), client, upstream_headers)
+    route = Route(
+        name=call.model,
+        upstream=upstream,
+        upstream_model=call.model,
+        priced_as=call.model,
+        context_window=None,
+        max_output_tokens=None,
+        fallbacks=(),
+        capabilities=frozenset(),
+    )
+    return call, route
+
+
+def _response_headers(call_model: str, result: Result, request_id: str) -> list[tuple[str, str]]:
+    headers = [
+        ("content-type", "text/event-stream" if result.events is not None else "application/json"),
+        ("x-thrifty-request-id", request_id),
+        ("x-thrifty-model", result.served_model or call_model),
+        ("x-thrifty-cache", "miss"),
+    ]
+    headers += [(k.decode(), v.decode()) for k, v in result.headers]
+    return headers
+
+
+class _SyncEvents(httpx2.SyncByteStream):
+    def __init__(self, runtime: InProcessRuntime, events: AsyncIterator[bytes]) -> None:
+        self.runtime, self.events = runtime, events
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                yield self.runtime.next_chunk(self.events).result()
+            except StopAsyncIteration:
+                return
+
+    def close(self) -> None:
+        self.runtime.close_stream(self.events).result()
+
+
+class _AsyncEvents(httpx2.AsyncByteStream):
+    def __init__(self, runtime: InProcessRuntime, events: AsyncIterator[bytes]) -> None:
+        self.runtime, self.events = runtime, events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                yield await asyncio.wrap_future(self.runtime.next_chunk(self.events))
+            except StopAsyncIteration:
+                return
+
+    async def aclose(self) -> None:
+        await asyncio.wrap_future(self.runtime.close_stream(self.events))
+
+
+class ThriftyTransport(httpx2.BaseTransport):
+    def __init__(
+        self, runtime: InProcessRuntime, inner: httpx2.BaseTransport, defaults: Mapping[str, str] | None = None
+    ) -> None:
+        self.runtime, self.inner, self.defaults = runtime, inner, dict(defaults or {})
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        client = _endpoint(request)
+        if client is None:
+            return self.inner.handle_request(request)
+        request.read()
+        prepared = _prepare(self.runtime, request, client, self.defaults)
+        if isinstance(prepared, _Prepared):
+            return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
+        call, route = prepared
+        result = self.runtime.run(call, route).result()
+        headers = _response_headers(route.name, result, call.request_id)
+        if result.events is None:
+            return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
+        return httpx2.Response(
+            result.status, headers=headers, stream=_SyncEvents(self.runtime, result.events), request=request
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
+    def __init__(
+        self, runtime: InProcessRuntime, inner: httpx2.AsyncBaseTransport, defaults: Mapping[str, str] | None = None
+    ) -> None:
+        self.runtime, self.inner, self.defaults = runtime, inner, dict(defaults or {})
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        client = _endpoint(request)
+        if client is None:
+            return await self.inner.handle_async_request(request)
+        await request.aread()
+        prepared = _prepare(self.runtime, request, client, self.defaults)
+        if isinstance(prepared, _Prepared):
+            return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
+        call, route = prepared
+        result = await asyncio.wrap_future(self.runtime.run(call, route))
+        headers = _response_headers(route.name, result, call.request_id)
+        if result.events is None:
+            return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
+        return httpx2.Response(
+            result.status, headers=headers, stream=_AsyncEvents(self.runtime, result.events), request=request
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

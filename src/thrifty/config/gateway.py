@@ -1,0 +1,223 @@
+"""The gateway's config file: models, providers, storage, reliability. Secrets never live in it:
+a provider names the environment variable that holds its key."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from thrifty.config.files import ConfigError, describe_validation_error, load_document
+from thrifty.config.prices import DefaultPrice, ModelPrice
+
+__all__ = [
+    "GatewayConfig",
+    "ModelSpec",
+    "ProviderSpec",
+    "RetrySpec",
+    "ServerSpec",
+    "StorageSpec",
+    "check_config_file",
+    "load_gateway_config",
+]
+
+ProviderKind = Literal["openai", "anthropic", "openai-compatible", "azure"]
+Capability = Literal["tools", "vision", "json", "streaming"]
+_ALL_CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json", "streaming")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSpec(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 4000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    """Larger request bodies are refused with 413 before they are read in full."""
+
+
+class StorageSpec(_Strict):
+    ledger: str = "sqlite:///.thrifty/thrifty.db"
+    """sqlite:///FILE or postgresql://... (also holds virtual keys)."""
+    journal_dir: str | None = None
+    """Where ledger rows wait for the database; default: a ``journal`` folder beside the SQLite
+    file, or ``.thrifty/journal`` for PostgreSQL."""
+
+    @field_validator("ledger")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+    def resolved_journal_dir(self) -> Path:
+        if self.journal_dir is not None:
+            return Path(self.journal_dir)
+        if self.ledger.startswith("sqlite:///") and not self.ledger.endswith(":memory:"):
+            return Path(self.ledger.removeprefix("sqlite:///")).parent / "journal"
+        return Path(".thrifty/journal")
+
+
+class RetrySpec(_Strict):
+    attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    """Attempts per model (the first try included) before its fallbacks are tried."""
+    attempt_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    """A non-streaming attempt's whole time; for a stream, the wait for its first byte and between bytes."""
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    backoff_base_s: Annotated[float, Field(ge=0)] = 0.25
+    backoff_max_s: Annotated[float, Field(ge=0)] = 8.0
+    retry_after_max_s: Annotated[float, Field(ge=0)] = 30.0
+    """A provider asking to wait longer than this sends the request to a fallback instead."""
+
+
+class ProviderSpec(_Strict):
+    kind: ProviderKind
+    base_url: str
+    """OpenAI: ``https://api.openai.com/v1``; Anthropic: ``https://api.anthropic.com``; Azure:
+    ``https://NAME.openai.azure.com`` (deployments are the models' upstream names)."""
+    api_key_env: str | None = None
+    """The environment variable holding the key. Keys never go in this file."""
+    api_version: str | None = None
+    """Azure's ``api-version`` query parameter; Anthropic's ``anthropic-version`` header."""
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV_NAME.match(name):
+            raise ValueError("must be the NAME of an environment variable, not a key")
+        return name
+
+    @field_validator("headers")
+    @classmethod
+    def _no_secrets_in_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in ("authorization", "x-api-key", "api-key"):
+                raise ValueError(f"{name}: credentials come from api_key_env, not from the file")
+        return headers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError("api_key: keys never go in the config file; set api_key_env to a variable's name")
+        return data
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ModelSpec(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    """The public name clients send."""
+    provider: str
+    upstream_model: str | None = None
+    """The name sent to the provider (an Azure deployment name for Azure); default: ``name``."""
+    price_as: str | None = None
+    """The model's name in the price book; default: ``upstream_model``."""
+    capabilities: list[Capability] = Field(default_factory=lambda: list(_ALL_CAPABILITIES))
+    context_window: Annotated[int, Field(gt=0)] | None = None
+    """Default: the catalogue's context window for the model, when it knows one."""
+    max_output_tokens: Annotated[int, Field(gt=0)] | None = None
+    price: ModelPrice | None = None
+    """A price for this model, overriding the catalogue (same fields as a price file entry, no ``model``)."""
+    fallbacks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _price_names_its_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("price"), dict) and "model" not in data["price"]:
+            data = dict(data)
+            data["price"] = {
+                "model": data.get("price_as") or data.get("upstream_model") or data.get("name"),
+                **data["price"],
+            }
+        return data
+
+    @property
+    def upstream(self) -> str:
+        return self.upstream_model or self.name
+
+    @property
+    def priced_as(self) -> str:
+        return self.price_as or self.upstream
+
+
+class PricesSpec(_Strict):
+    models: list[ModelPrice] = Field(default_factory=list)
+    default_price: DefaultPrice | None = None
+
+
+class GatewayConfig(_Strict):
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    providers: dict[str, ProviderSpec]
+    models: list[ModelSpec]
+    prices: str | PricesSpec | None = None
+    """A price-override file's path (relative to this file), or the overrides inline."""
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> GatewayConfig:
+        names = [m.name for m in self.models]
+        seen: set[str] = set()
+        for index, model in enumerate(self.models):
+            if model.name in seen:
+                raise ValueError(f"models[{index}].name: {model.name!r} is defined twice")
+            seen.add(model.name)
+            if model.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(f"models[{index}].provider: no provider {model.provider!r} (defined: {known})")
+            for fallback in model.fallbacks:
+                if fallback not in names:
+                    raise ValueError(f"models[{index}].fallbacks: no model named {fallback!r}")
+                if fallback == model.name:
+                    raise ValueError(f"models[{index}].fallbacks: a model cannot fall back to itself")
+        if not self.models:
+            raise ValueError("models: at least one model is needed")
+        return self
+
+    def model(self, name: str) -> ModelSpec | None:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        return None
+
+
+def parse_gateway_config(document: Any, source: str) -> GatewayConfig:
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the config must be a mapping (providers:, models:, ...)")
+    try:
+        return GatewayConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, source)) from None
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    return parse_gateway_config(load_document(path), str(path))
+
+
+def check_config_file(path: str | Path) -> list[str]:
+    """Every problem in the file, each with its location; empty when the file is good. Beyond the
+    schema it checks that the environment variables for keys are set and prices are known."""
+    try:
+        config = load_gateway_config(path)
+    except ConfigError as error:
+        return [str(error)]
+    problems = []
+    for name, provider in config.providers.items():
+        if provider.api_key_env and not os.environ.get(provider.api_key_env):
+            problems.append(f"{path}: providers.{name}.api_key_env: ${provider.api_key_env} is not set")
+    return problems

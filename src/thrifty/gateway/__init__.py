@@ -1,0 +1,1 @@
+"""The HTTP gateway face: OpenAI- and Anthropic-compatible endpoints over the pipeline."""

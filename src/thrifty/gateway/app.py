@@ -1,0 +1,213 @@
+"""The gateway: OpenAI- and Anthropic-compatible HTTP endpoints in front of the pipeline.
+
+A thin face: it reads and checks the request, hands a ``Call`` to the pipeline, and writes the
+``Result`` back (whole, or as a stream it stops pulling the moment the client goes away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from thrifty.gateway.auth import presented_secret
+from thrifty.gateway.embeddings import handle_embeddings
+from thrifty.gateway.intake import Rejection, attribution, build_call, decode_json, new_request_id
+from thrifty.gateway.runtime import Runtime
+from thrifty.pipeline.call import ClientAPI, Result
+from thrifty.pipeline.conversions import error_body
+from thrifty.web.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    disconnect_watcher,
+    header,
+    json_response,
+    read_body,
+    send_response,
+    start_stream,
+    stream_chunk,
+)
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("thrifty.gateway")
+
+_JSON = b"application/json"
+_KINDS_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class Gateway:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as error:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        request_id = new_request_id()
+        started = time.perf_counter()
+        client: ClientAPI = "anthropic" if path.startswith("/v1/messages") else "openai"
+        try:
+            if path in ("/v1/chat/completions", "/v1/messages"):
+                if method != "POST":
+                    raise Rejection(405, f"{path} takes POST")
+                await self._chat(scope, receive, send, client, request_id, started)
+            elif path == "/v1/embeddings":
+                if method != "POST":
+                    raise Rejection(405, f"{path} takes POST")
+                body = await self._read_json(scope, receive)
+                key = await self._authenticate(scope)
+                who = attribution(scope, body, "openai", key)
+                status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who)
+                await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
+            elif path == "/v1/models" and method == "GET":
+                await json_response(send, 200, self._models(), [_id_header(request_id)])
+            elif path == "/healthz":
+                await json_response(send, 200, {"status": "ok"}, [_id_header(request_id)])
+            elif path == "/readyz":
+                ready, why = self._readiness()
+                await json_response(
+                    send, 200 if ready else 503, {"ready": ready, "checks": why}, [_id_header(request_id)]
+                )
+            else:
+                raise Rejection(404, f"no route {method} {path}", kind="not_found_error", code="not_found")
+        except Rejection as rejection:
+            await _reject(send, client, request_id, rejection)
+        except ClientGone:
+            return
+        except Exception:  # a bug of ours: logged in full, answered without internals
+            log.exception("request %s failed", request_id)
+            with contextlib.suppress(Exception):
+                await _reject(send, client, request_id, Rejection(500, "internal error in the gateway", "api_error"))
+
+    async def _read_json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        content_type = header(scope, b"content-type")
+        if content_type is not None and not content_type.split(b";")[0].strip().lower().endswith(b"json"):
+            raise Rejection(415, f"unsupported content type {content_type.decode('latin-1')!r}; send application/json")
+        try:
+            raw = await read_body(receive, self.runtime.config.server.max_body_bytes)
+        except BodyTooLarge as error:
+            raise Rejection(413, str(error), kind="request_too_large") from None
+        return decode_json(raw)
+
+    async def _authenticate(self, scope: Scope) -> Any:
+        keys = self.runtime.keys
+        secret = presented_secret(scope)
+        info = await keys.check(secret) if keys.required or secret is not None else None
+        if keys.required and info is None:
+            message = "a valid thrifty key is required" if secret is None else "invalid or revoked thrifty key"
+            raise Rejection(401, message, kind="authentication_error", code="invalid_api_key")
+        return info
+
+    async def _chat(
+        self, scope: Scope, receive: Receive, send: Send, client: ClientAPI, request_id: str, started: float
+    ) -> None:
+        body = await self._read_json(scope, receive)
+        key = await self._authenticate(scope)
+        call = build_call(scope, body, client, key, request_id, started)
+        if self.runtime.routes.get(call.model) is None:
+            known = ", ".join(self.runtime.routes.names())
+            raise Rejection(
+                404, f"unknown model {call.model!r}; this gateway serves: {known}", "not_found_error", "model_not_found"
+            )
+        pipeline = self.runtime.pipeline
+        assert pipeline is not None, "the gateway has not started"
+        result = await pipeline.run(call)
+        headers = [
+            _id_header(request_id),
+            (b"x-thrifty-model", (result.served_model or call.model).encode()),
+            (b"x-thrifty-cache", call.cache_status.encode()),
+            *result.headers,
+        ]
+        if result.events is None:
+            await send_response(send, result.status, result.body or b"", headers, _JSON)
+            return
+        await _stream(receive, send, result, headers)
+
+    def _models(self) -> dict[str, Any]:
+        created = int(time.time())
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": created, "owned_by": "thrifty"}
+                for name in self.runtime.routes.names()
+            ],
+        }
+
+    def _readiness(self) -> tuple[bool, dict[str, str]]:
+        stats = self.runtime.writer.stats()
+        checks = {
+            "started": "ok" if self.runtime.started else "starting",
+            "ledger": "ok"
+            if stats.last_error is None
+            else f"writes failing (rows kept in the journal): {stats.last_error}",
+        }
+        return all(v == "ok" for v in checks.values()), checks
+
+
+async def _stream(receive: Receive, send: Send, result: Result, headers: list[tuple[bytes, bytes]]) -> None:
+    events = result.events
+    assert events is not None
+    watcher = disconnect_watcher(receive)
+    await start_stream(send, result.status, headers)
+    try:
+        async for chunk in events:
+            if watcher.done():
+                break  # the client left: stop pulling; closing the stream closes the upstream
+            await stream_chunk(send, chunk)
+        else:
+            await stream_chunk(send, b"", more=False)
+    finally:
+        watcher.cancel()
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def _reject(send: Send, client: ClientAPI, request_id: str, rejection: Rejection) -> None:
+    kind = rejection.kind
+    if kind == "invalid_request_error":
+        kind = _KINDS_BY_STATUS.get(rejection.status, kind)
+    body = error_body(client, rejection.status, rejection.message, kind, rejection.code)
+    await send_response(send, rejection.status, body, [_id_header(request_id)], _JSON)
+
+
+def _id_header(request_id: str) -> tuple[bytes, bytes]:
+    return (b"x-thrifty-request-id", request_id.encode())

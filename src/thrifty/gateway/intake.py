@@ -1,0 +1,123 @@
+"""From an HTTP request to a ``Call``: every check on what the client sent, each failing with a
+4xx in the client's own error shape and a message that says what was wrong."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from thrifty.core.anthropic_shape import parse_anthropic_request
+from thrifty.core.messages import RequestError
+from thrifty.core.openai_shape import parse_openai_request
+from thrifty.pipeline.call import Attribution, Call, ClientAPI
+from thrifty.stores.keys import KeyInfo
+from thrifty.web.asgi import Scope, header
+
+__all__ = ["Rejection", "build_call", "decode_json", "new_request_id"]
+
+_MAX_LABEL = 256
+_LABEL = re.compile(r"^[\x20-\x7e]+$")
+_ATTRIBUTION_HEADERS = (b"x-thrifty-user", b"x-thrifty-team", b"x-thrifty-feature")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection(Exception):
+    """A request refused before it reaches the pipeline."""
+
+    status: int
+    message: str
+    kind: str = "invalid_request_error"
+    code: str | None = None
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def decode_json(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise Rejection(400, "the request body is empty; expected a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        if "utf-8" in str(error).lower():
+            raise Rejection(400, "the request body is not valid UTF-8") from None
+        raise Rejection(400, f"the request body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise Rejection(400, "the request body must be a JSON object")
+    return data
+
+
+def _label(scope: Scope, name: bytes) -> str | None:
+    raw = header(scope, name)
+    if raw is None:
+        return None
+    text = raw.decode("latin-1").strip()
+    if not text:
+        return None
+    if len(text) > _MAX_LABEL or not _LABEL.match(text):
+        raise Rejection(400, f"header {name.decode()}: at most {_MAX_LABEL} printable ASCII characters")
+    return text
+
+
+def _tags(scope: Scope) -> tuple[str, ...]:
+    raw = header(scope, b"x-thrifty-tags")
+    if raw is None:
+        return ()
+    tags = tuple(t.strip() for t in raw.decode("latin-1").split(",") if t.strip())
+    if len(tags) > 32 or any(len(t) > 64 or not _LABEL.match(t) for t in tags):
+        raise Rejection(400, "header x-thrifty-tags: at most 32 comma-separated tags of 64 printable characters")
+    return tags
+
+
+def attribution(scope: Scope, body: dict[str, Any], client: ClientAPI, key: KeyInfo | None) -> Attribution:
+    """A key's own attribution wins (it is what the key was issued for); headers fill in what the
+    key leaves open; last, the API's own user field (OpenAI ``user``, Anthropic ``metadata.user_id``)."""
+    user, team, feature = (_label(scope, name) for name in _ATTRIBUTION_HEADERS)
+    if user is None:
+        body_user = body.get("user") if client == "openai" else (body.get("metadata") or {}).get("user_id")
+        if isinstance(body_user, str) and body_user.strip():
+            user = body_user.strip()[:_MAX_LABEL]
+    if key is not None:
+        user = key.user or user
+        team = key.team or team
+        feature = key.feature or feature
+    return Attribution(
+        user=user,
+        team=team,
+        feature=feature,
+        key_id=key.id if key is not None else None,
+        tags=_tags(scope),
+    )
+
+
+def build_call(
+    scope: Scope, body: dict[str, Any], client: ClientAPI, key: KeyInfo | None, request_id: str, started: float
+) -> Call:
+    try:
+        request = parse_openai_request(body) if client == "openai" else parse_anthropic_request(body)
+    except RequestError as error:
+        raise Rejection(400, str(error), code="invalid_request") from None
+    include_usage = False
+    if client == "openai":
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise Rejection(400, "stream_options: expected an object")
+        include_usage = bool(options and options.get("include_usage"))
+    return Call(
+        request_id=request_id,
+        client_api=client,
+        body=body,
+        request=request,
+        model=request.model,
+        stream=request.stream,
+        attribution=attribution(scope, body, client, key),
+        ts=datetime.now(UTC),
+        started=started,
+        include_usage=include_usage,
+    )

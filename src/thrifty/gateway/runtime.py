@@ -1,0 +1,130 @@
+"""Everything a running gateway holds, built once from its config: prices, routes, the ledger
+writer, keys, the upstream pool and the pipeline."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from thrifty.config.files import ConfigError, load_document
+from thrifty.config.gateway import GatewayConfig, PricesSpec
+from thrifty.config.prices import price_book_from_document
+from thrifty.core.pricing import PriceBook
+from thrifty.core.tokens.counter import TokenCounter
+from thrifty.gateway.auth import KeyCache
+from thrifty.pipeline import Pipeline
+from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
+from thrifty.pipeline.record import RecordStep
+from thrifty.providers.upstream import Upstream, new_session
+from thrifty.stores.keys import open_keys
+from thrifty.stores.ledger import LedgerStore, LedgerWriter, open_ledger
+
+__all__ = ["Runtime", "build_price_book", "build_routes"]
+
+log = logging.getLogger("thrifty.gateway")
+
+
+def build_price_book(config: GatewayConfig, base_dir: Path) -> PriceBook:
+    """The price file (or inline prices), plus each model's own ``price``."""
+    document: dict[str, object] = {"models": []}
+    source = "config prices"
+    if isinstance(config.prices, str):
+        path = Path(config.prices)
+        path = path if path.is_absolute() else base_dir / path
+        loaded = load_document(path)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a price file must be a mapping (models:, default_price:)")
+        document = dict(loaded or {"models": []})
+        source = str(path)
+    elif isinstance(config.prices, PricesSpec):
+        document = config.prices.model_dump(exclude_none=True)
+    models = list(document.get("models") or [])  # type: ignore[call-overload]
+    models += [m.price.model_dump(exclude_none=True) for m in config.models if m.price is not None]
+    document["models"] = models
+    return price_book_from_document(document, source)
+
+
+def build_routes(config: GatewayConfig, prices: PriceBook) -> Routes:
+    upstreams = {name: Upstream.from_spec(name, spec) for name, spec in config.providers.items()}
+    routes = []
+    for model in config.models:
+        window = model.context_window
+        if window is None:
+            entry = prices.catalogue.find(model.priced_as)
+            window = entry.context_window if entry is not None else None
+        routes.append(
+            Route(
+                name=model.name,
+                upstream=upstreams[model.provider],
+                upstream_model=model.upstream,
+                priced_as=model.priced_as,
+                context_window=window,
+                max_output_tokens=model.max_output_tokens,
+                fallbacks=tuple(model.fallbacks),
+                capabilities=frozenset(model.capabilities),
+            )
+        )
+    return Routes(routes)
+
+
+@dataclass
+class Runtime:
+    config: GatewayConfig
+    prices: PriceBook
+    routes: Routes
+    counter: TokenCounter
+    ledger: LedgerStore
+    writer: LedgerWriter
+    keys: KeyCache
+    session: aiohttp.ClientSession | None = None
+    pipeline: Pipeline | None = None
+    started: bool = field(default=False)
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, base_dir: Path) -> Runtime:
+        prices = build_price_book(config, base_dir)
+        for model in config.models:
+            prices.quote(model.priced_as)  # an unpriced model is a config error, found now
+        ledger = open_ledger(config.storage.ledger)
+        writer = LedgerWriter(ledger, journal_dir=config.storage.resolved_journal_dir())
+        counter = TokenCounter()
+        for model in config.models:
+            counter.encoding_for(model.priced_as)  # load vocabularies now, not on a first request
+        return cls(
+            config=config,
+            prices=prices,
+            routes=build_routes(config, prices),
+            counter=counter,
+            ledger=ledger,
+            writer=writer,
+            keys=KeyCache(open_keys(config.storage.ledger)),
+        )
+
+    async def start(self) -> None:
+        """In the server's event loop (the HTTP pool belongs to it)."""
+        self.writer.start()
+        self.keys.start()
+        self.session = new_session()
+        retry = self.config.retry
+        policy = RetryPolicy(
+            attempts=retry.attempts,
+            attempt_timeout=retry.attempt_timeout_s,
+            connect_timeout=retry.connect_timeout_s,
+            backoff_base=retry.backoff_base_s,
+            backoff_max=retry.backoff_max_s,
+            retry_after_max=retry.retry_after_max_s,
+        )
+        dispatcher = Dispatcher(self.routes, self.session, policy, self.counter)
+        self.pipeline = Pipeline([RecordStep(self.prices, self.writer, self.counter)], dispatcher)
+        self.started = True
+
+    async def stop(self) -> None:
+        await self.keys.stop()
+        if self.session is not None:
+            await self.session.close()
+        self.writer.close(timeout=10.0)
+        self.ledger.close()
+        self.started = False

@@ -1,0 +1,98 @@
+"""What travels through the pipeline: the call, and what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from thrifty.core.messages import ChatRequest
+from thrifty.core.usage import Usage
+
+__all__ = ["Attribution", "Call", "Next", "Result", "Step", "StreamState"]
+
+ClientAPI = Literal["openai", "anthropic"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who a call is for. From a virtual key first, then the x-thrifty-* headers, then the body."""
+
+    user: str | None = None
+    team: str | None = None
+    feature: str | None = None
+    key_id: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Call:
+    """One request, as the face received it, plus the record every step writes into."""
+
+    request_id: str
+    client_api: ClientAPI
+    body: dict[str, Any]
+    """The client's request JSON, validated; steps may replace it (compression, routing)."""
+    request: ChatRequest
+    """The same request, normalised; for counting and decisions, never sent as is."""
+    model: str
+    """The public model name the client asked for."""
+    stream: bool
+    attribution: Attribution
+    ts: datetime
+    started: float
+    """``time.perf_counter()`` when the request arrived."""
+    include_usage: bool = False
+    """OpenAI clients only: the client asked for the usage chunk (``stream_options.include_usage``)."""
+    cache_status: str = "miss"
+    route: str | None = None
+    counterfactual_cost: Decimal | None = None
+    savings: dict[str, Decimal] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What a stream has told us so far; read when it ends, however it ends."""
+
+    usage: Usage | None = None
+    """From the provider (the usage chunk, or message_start + message_delta). None if it never came."""
+    output_text: list[str] = field(default_factory=list)
+    """What the model generated, to estimate the output tokens of a stream cut short."""
+    first_token_at: float | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    client_disconnected: bool = False
+
+
+@dataclass(slots=True)
+class Result:
+    """What the pipeline answers. Exactly one of ``body`` and ``events`` is set."""
+
+    status: int
+    body: bytes | None = None
+    """The whole response, in the client's format."""
+    events: AsyncIterator[bytes] | None = None
+    """SSE bytes in the client's format; closing it early (a client gone) closes the upstream."""
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    served_model: str | None = None
+    """The public name of the model that answered (it differs from the asked one after a fallback)."""
+    upstream_model: str | None = None
+    provider: str | None = None
+    provider_id: str | None = None
+    """The price catalogue's provider id, when known."""
+    priced_as: str | None = None
+    usage: Usage | None = None
+    stream_state: StreamState | None = None
+    first_byte_at: float | None = None
+    output_text: str | None = None
+    """The generated text, kept only when the provider reported no usage and thrifty must count it."""
+    error: str | None = None
+    billed: bool = True
+    """False when the provider did not bill (it refused the request): cost is a known zero."""
+
+
+Next = Callable[[Call], Awaitable[Result]]
+Step = Callable[[Call, Next], Awaitable[Result]]

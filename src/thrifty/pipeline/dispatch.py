@@ -1,0 +1,334 @@
+"""Sending a call upstream: retries with backoff, the provider's own wait, fallbacks, and a
+larger-context model when the request does not fit.
+
+Only a provider's answer of 200 starts a response to the client; until then a failure can be
+retried or handed to a fallback. Failed attempts are not billed by providers; each one is noted
+in the call's details (``attempts``) and the call is recorded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
+from thrifty.core.tokens.counter import TokenCounter
+from thrifty.pipeline.call import Call, Result, StreamState
+from thrifty.pipeline.conversions import BadUpstreamResponse, conversion_for, error_body
+from thrifty.providers.sse import read_events
+from thrifty.providers.upstream import Upstream
+
+__all__ = ["Dispatcher", "Route", "Routes"]
+
+log = logging.getLogger("thrifty.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A public model and where it is served."""
+
+    name: str
+    upstream: Upstream
+    upstream_model: str
+    priced_as: str
+    context_window: int | None
+    max_output_tokens: int | None
+    fallbacks: tuple[str, ...]
+    capabilities: frozenset[str]
+
+
+class Routes:
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self._by_name = {route.name: route for route in routes}
+
+    def get(self, name: str) -> Route | None:
+        return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def chain(self, name: str) -> list[Route]:
+        """The model, then its fallbacks depth-first (their own fallbacks included), each once."""
+        chain: list[Route] = []
+        seen: set[str] = set()
+
+        def visit(model: str) -> None:
+            route = self._by_name.get(model)
+            if route is None or model in seen:
+                return
+            seen.add(model)
+            chain.append(route)
+            for fallback in route.fallbacks:
+                visit(fallback)
+
+        visit(name)
+        return chain
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int
+    attempt_timeout: float
+    connect_timeout: float
+    backoff_base: float
+    backoff_max: float
+    retry_after_max: float
+
+
+class _Failure:
+    """The last failure seen, to answer with when nothing succeeds."""
+
+    def __init__(self) -> None:
+        self.status = 502
+        self.body: bytes | None = None
+        self.message = "no upstream attempt was made"
+        self.kind = "api_error"
+
+
+class Dispatcher:
+    """The pipeline's last step."""
+
+    def __init__(
+        self,
+        routes: Routes,
+        session: aiohttp.ClientSession,
+        policy: RetryPolicy,
+        counter: TokenCounter,
+        random_source: Callable[[], float] = random.random,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.routes = routes
+        self.session = session
+        self.policy = policy
+        self.counter = counter
+        self.random = random_source
+        self.sleep = sleep
+
+    async def __call__(self, call: Call) -> Result:
+        chain = self._fitting(call, self.routes.chain(call.model))
+        if isinstance(chain, Result):
+            return chain
+        attempts: list[dict[str, Any]] = []
+        call.details["attempts"] = attempts
+        failure = _Failure()
+        for route in chain:
+            result = await self._try_route(call, route, attempts, failure)
+            if result is not None:
+                return result
+        client_body = (
+            failure.body
+            if failure.body is not None
+            else error_body(call.client_api, failure.status, failure.message, failure.kind)
+        )
+        return Result(status=failure.status, body=client_body, error=failure.message, billed=False)
+
+    def _fitting(self, call: Call, chain: list[Route]) -> list[Route] | Result:
+        """Drop the models whose context window the request cannot fit. Counting is skipped when
+        the body is too small to overflow any of them (a token is at least one byte)."""
+        windows = [r.context_window for r in chain if r.context_window is not None]
+        if not windows:
+            return chain
+        max_out = call.request.max_tokens or 0
+        if len(orjson.dumps(call.body)) + max_out <= min(windows):
+            return chain
+        needed = self.counter.count_request(call.request, chain[0].priced_as).input_tokens
+        fitting = [r for r in chain if r.context_window is None or needed + max_out <= r.context_window]
+        if fitting:
+            if fitting[0] is not chain[0]:
+                call.details["context_fallback"] = f"{needed} input tokens exceed {chain[0].name}'s window"
+            return fitting
+        message = (
+            f"the request needs about {needed} input tokens plus {max_out} output tokens, more than the context "
+            f"window of {call.model} and of its fallbacks"
+        )
+        body = error_body(call.client_api, 400, message, "invalid_request_error", "context_length_exceeded")
+        return Result(status=400, body=body, error=message, billed=False)
+
+    async def _try_route(
+        self, call: Call, route: Route, attempts: list[dict[str, Any]], failure: _Failure
+    ) -> Result | None:
+        policy = self.policy
+        conversion = conversion_for(call.client_api, route.upstream.wire)
+        try:
+            payload = orjson.dumps(conversion.request_body(call, route.upstream_model, route.max_output_tokens))
+        except ValueError as error:  # the request cannot be expressed for this provider
+            failure.status, failure.body, failure.message = 400, None, str(error)
+            failure.kind = "invalid_request_error"
+            attempts.append({"model": route.name, "error": str(error)})
+            return None
+        url = route.upstream.chat_url(route.upstream_model)
+        headers = route.upstream.headers()
+        for attempt in range(policy.attempts):
+            began = time.perf_counter()
+            note: dict[str, Any] = {"model": route.name, "provider": route.upstream.name}
+            attempts.append(note)
+            timeout = aiohttp.ClientTimeout(
+                total=None if call.stream else policy.attempt_timeout,
+                sock_connect=policy.connect_timeout,
+                sock_read=policy.attempt_timeout,
+            )
+            try:
+                response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                note.update(error=_describe(error), ms=_ms(began))
+                failure.status, failure.body, failure.kind = 502, None, "api_error"
+                failure.message = f"{route.name}: upstream unreachable: {_describe(error)}"
+                if attempt + 1 < policy.attempts:
+                    await self.sleep(backoff_delay(attempt, policy.backoff_base, policy.backoff_max, self.random))
+                continue
+            if response.status == 200:
+                note.update(status=200)
+                if call.stream:
+                    return self._stream_result(call, route, response, conversion, began, note)
+                return await self._whole_result(call, route, response, conversion, began, note, failure)
+            raw = await _read_quietly(response)
+            note.update(status=response.status, ms=_ms(began))
+            failure.status, failure.kind = response.status, "api_error"
+            failure.body = conversion.error_body(response.status, raw) if raw else None
+            failure.message = f"{route.name}: upstream answered {response.status}"
+            if _context_too_long(response.status, raw):
+                note["error"] = "context length exceeded"
+                return None  # a fallback with a larger window may take it
+            if not is_retryable(response.status):
+                return Result(status=response.status, body=failure.body or b"", error=failure.message, billed=False)
+            wait = provider_wait({k.lower(): v for k, v in response.headers.items()})
+            if wait is not None and wait > policy.retry_after_max:
+                note["wait_asked_s"] = wait
+                return None  # too long to wait here: the fallbacks may answer now
+            if attempt + 1 < policy.attempts:
+                delay = (
+                    wait
+                    if wait is not None
+                    else backoff_delay(attempt, policy.backoff_base, policy.backoff_max, self.random)
+                )
+                note["retry_in_s"] = round(delay, 3)
+                await self.sleep(delay)
+        return None
+
+    async def _whole_result(
+        self,
+        call: Call,
+        route: Route,
+        response: aiohttp.ClientResponse,
+        conversion: Any,
+        began: float,
+        note: dict[str, Any],
+        failure: _Failure,
+    ) -> Result | None:
+        first_byte = time.perf_counter()
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            note.update(error=f"response cut short: {_describe(error)}", ms=_ms(began))
+            failure.status, failure.body, failure.message = 502, None, f"{route.name}: response cut short"
+            return None
+        finally:
+            response.release()
+        try:
+            body, usage, text = conversion.response_body(raw, route.name)
+        except BadUpstreamResponse as error:
+            note.update(error=str(error), ms=_ms(began))
+            failure.status, failure.body, failure.message = 502, None, f"{route.name}: {error}"
+            return None
+        note["ms"] = _ms(began)
+        return Result(
+            status=200,
+            body=body,
+            served_model=route.name,
+            upstream_model=route.upstream_model,
+            provider=route.upstream.name,
+            provider_id=route.upstream.provider_id,
+            priced_as=route.priced_as,
+            usage=usage,
+            first_byte_at=first_byte,
+            output_text=text if usage is None else None,
+        )
+
+    def _stream_result(
+        self,
+        call: Call,
+        route: Route,
+        response: aiohttp.ClientResponse,
+        conversion: Any,
+        began: float,
+        note: dict[str, Any],
+    ) -> Result:
+        state = StreamState()
+        translator = conversion.stream(call, state)
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for event in read_events(response.content):
+                    out = translator.feed(event)
+                    if out:
+                        yield out
+                tail = translator.finish()
+                if tail:
+                    yield tail
+            except (aiohttp.ClientError, TimeoutError) as error:
+                state.error = f"upstream stream broke: {_describe(error)}"
+                yield _stream_error(call, state.error)
+            except GeneratorExit:
+                state.client_disconnected = True
+                raise
+            finally:
+                note["ms"] = _ms(began)
+                response.close()  # closing (not releasing) stops the provider generating
+
+        return Result(
+            status=200,
+            events=events(),
+            served_model=route.name,
+            upstream_model=route.upstream_model,
+            provider=route.upstream.name,
+            provider_id=route.upstream.provider_id,
+            priced_as=route.priced_as,
+            stream_state=state,
+            first_byte_at=time.perf_counter(),
+        )
+
+
+def _stream_error(call: Call, message: str) -> bytes:
+    if call.client_api == "anthropic":
+        payload = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+    return (
+        b"data: " + orjson.dumps({"error": {"message": message, "type": "api_error", "code": "stream_error"}}) + b"\n\n"
+    )
+
+
+async def _read_quietly(response: aiohttp.ClientResponse) -> bytes:
+    try:
+        return await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        return b""
+    finally:
+        response.release()
+
+
+def _context_too_long(status: int, raw: bytes) -> bool:
+    if status not in (400, 413) or not raw:
+        return False
+    text = raw[:2000].lower()
+    return b"context_length_exceeded" in text or b"prompt is too long" in text or b"maximum context length" in text
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
+
+
+def headers_lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}

@@ -1,0 +1,170 @@
+"""Pricing every call and writing it to the ledger: whole responses at once, streams when they
+end (normally, broken, or abandoned by the client)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from thrifty.core.ledger import LedgerRecord
+from thrifty.core.pricing import Cost, PriceBook, UnknownModelError, format_usd
+from thrifty.core.tokens.counter import TokenCounter
+from thrifty.core.usage import Usage
+from thrifty.pipeline.call import Call, Next, Result
+from thrifty.stores.ledger import LedgerWriter
+
+__all__ = ["RecordStep"]
+
+log = logging.getLogger("thrifty.record")
+
+COST_HEADER = b"x-thrifty-cost-usd"
+
+
+class RecordStep:
+    """The outermost step: whatever happens inside, the call is priced and recorded once."""
+
+    def __init__(self, prices: PriceBook, writer: LedgerWriter, counter: TokenCounter) -> None:
+        self.prices = prices
+        self.writer = writer
+        self.counter = counter
+
+    async def __call__(self, call: Call, next_step: Next) -> Result:
+        result = await next_step(call)
+        if result.events is not None:
+            result.events = self._recorded_stream(call, result, result.events)
+            return result
+        usage, estimated = self._usage(call, result, result.output_text)
+        cost = self._cost(call, result, usage)
+        if cost is not None:
+            result.headers.append((COST_HEADER, format_usd(cost.total).encode()))
+        self._record(call, result, usage, cost, estimated, status=_status(result), error=result.error)
+        return result
+
+    async def _recorded_stream(self, call: Call, result: Result, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        state = result.stream_state
+        assert state is not None
+        finished = False
+        try:
+            async for chunk in events:
+                yield chunk
+            finished = True
+        finally:
+            if not finished:
+                state.client_disconnected = True
+                await _close(events)
+            usage, estimated = self._usage(call, result, "".join(state.output_text))
+            cost = self._cost(call, result, usage)
+            error: str | None
+            if state.client_disconnected:
+                status, error = "client_disconnected", "the client closed the stream"
+            elif state.error is not None:
+                status, error = "upstream_error", state.error
+            else:
+                status, error = "ok", None
+            self._record(call, result, usage, cost, estimated, status=status, error=error)
+        if cost is not None:
+            # An SSE comment: SDKs skip it; a client that wants the figure can read it.
+            yield b": x-thrifty-cost-usd " + format_usd(cost.total).encode() + b"\n\n"
+
+    def _usage(self, call: Call, result: Result, output_text: str | None) -> tuple[Usage, bool]:
+        """The provider's usage when it reported all of it; otherwise (a stream cut short, a server
+        that reports no usage) the provider's input side where known, thrifty's count of the prompt
+        where not, and thrifty's count of what was generated. The bool says it was estimated."""
+        if not result.billed:
+            return Usage(), False
+        state = result.stream_state
+        usage = state.usage if state is not None else result.usage
+        # A stream's usage is whole once the model finished (OpenAI's usage chunk follows the
+        # finish_reason chunk; Anthropic's message_delta carries both).
+        if usage is not None and (state is None or state.finish_reason is not None):
+            return usage, False
+        model = result.priced_as or call.model
+        prompt = (
+            usage.input_tokens if usage is not None else self.counter.count_request(call.request, model).input_tokens
+        )
+        generated = self.counter.count_text(output_text, model).input_tokens if output_text else 0
+        base = usage or Usage()
+        return Usage(
+            input_tokens=prompt,
+            cache_read_tokens=base.cache_read_tokens,
+            cache_write_5m_tokens=base.cache_write_5m_tokens,
+            cache_write_1h_tokens=base.cache_write_1h_tokens,
+            output_tokens=max(generated, base.output_tokens),
+        ), True
+
+    def _cost(self, call: Call, result: Result, usage: Usage) -> Cost | None:
+        if not result.billed:
+            return Cost()
+        model = result.priced_as or call.model
+        try:
+            return self.prices.price(usage, model, provider=result.provider_id, at=call.ts).cost
+        except UnknownModelError as error:
+            call.details["price_error"] = str(error)
+            return None
+
+    def _record(
+        self,
+        call: Call,
+        result: Result,
+        usage: Usage,
+        cost: Cost | None,
+        estimated: bool,
+        *,
+        status: str,
+        error: str | None,
+    ) -> None:
+        now = time.perf_counter()
+        first = result.stream_state.first_token_at if result.stream_state is not None else result.first_byte_at
+        details: dict[str, Any] = dict(call.details)
+        if estimated:
+            details["usage_estimated"] = True
+        if result.upstream_model:
+            details["upstream_model"] = result.upstream_model
+        if result.stream_state is not None and result.stream_state.finish_reason:
+            details["finish_reason"] = result.stream_state.finish_reason
+        attribution = call.attribution
+        record = LedgerRecord(
+            requested_model=call.model,
+            ts=call.ts,
+            request_id=call.request_id,
+            user=attribution.user,
+            team=attribution.team,
+            feature=attribution.feature,
+            key_id=attribution.key_id,
+            tags=attribution.tags,
+            provider=result.provider,
+            served_model=result.served_model,
+            usage=usage,
+            cost=cost,
+            counterfactual_cost=call.counterfactual_cost if call.counterfactual_cost is not None else _total(cost),
+            savings=call.savings,
+            latency_ms=round((now - call.started) * 1000, 3),
+            ttft_ms=None if first is None else round((first - call.started) * 1000, 3),
+            status=status,
+            error=error,
+            http_status=result.status,
+            cache_status=call.cache_status,
+            route=call.route,
+            stream=call.stream,
+            details=details,
+        )
+        try:
+            self.writer.submit(record)
+        except Exception:  # the journal is unwritable: say so loudly, but answer the client
+            log.exception("ledger: could not record call %s", call.request_id)
+
+
+def _total(cost: Cost | None) -> Any:
+    return None if cost is None else cost.total
+
+
+def _status(result: Result) -> str:
+    return "ok" if result.status == 200 else "error"
+
+
+async def _close(events: AsyncIterator[bytes]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()

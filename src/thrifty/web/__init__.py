@@ -1,0 +1,1 @@
+"""Plain ASGI helpers shared by thrifty's HTTP faces (the gateway and the simulated upstream)."""
