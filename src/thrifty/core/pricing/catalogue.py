@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["Catalogue", "CatalogueEntry", "CatalogueRates"]
 
 _BATCH_CONTEXT = {"processing": "batch"}
+_PREFERRED = {"openai": 0, "anthropic": 1, "google": 2, "mistral": 3, "deepseek": 4}
+"""When a model's provider is not given, the model makers' own price lists before resellers'."""
 _HALF = Decimal("0.5")
 
 
@@ -58,8 +60,20 @@ class Catalogue:
         try:
             found_provider, info = self._snapshot.find_provider_model(model, None, provider, None)
         except LookupError:
-            return None
+            if provider is not None:
+                return None
+            return self._find_by_name(model)
         return _entry(found_provider, info)
+
+    def _find_by_name(self, model: str) -> CatalogueEntry | None:
+        """The catalogue guesses a provider from a model's name only for some families (not, for
+        one, OpenAI's embedding models); failing that, the model's own providers come first."""
+        ranked = sorted(self._snapshot.providers, key=lambda p: _PREFERRED.get(p.id, len(_PREFERRED)))
+        for provider in ranked:
+            info = provider.find_model(model.lower(), all_providers=self._snapshot.providers)
+            if info is not None:
+                return _entry(provider, info)
+        return None
 
     def entries(self) -> Iterator[CatalogueEntry]:
         for provider in self._snapshot.providers:
@@ -82,6 +96,8 @@ class Catalogue:
         rates = _rates_from_price(price)
         if rates is None:
             return None
+        if price.output_mtok is None:
+            notes.append(f"{entry.model_id} has no output price in the catalogue (an input-only model)")
         if factor is not None:
             rates = rates.scaled(factor)
             notes.append(
@@ -134,9 +150,10 @@ def _rates_from_price(price: ModelPrice) -> Rates | None:
     """Fill every rate the way the provider bills it when the catalogue has no separate rate:
     cache reads and writes without their own rate are plain input; reasoning is plain output."""
     inp = _rate(price.input_mtok)
-    out = _rate(price.output_mtok)
-    if inp is None or out is None:
+    if inp is None:
         return None
+    # Input-only models (embeddings, moderation) have no output price: they produce no tokens.
+    out = _rate(price.output_mtok) or Rate(Decimal(0))
     read = _rate(price.cache_read_mtok)
     write = _rate(price.cache_write_mtok)
     write_5m = _rate(price.cache_write_5m_mtok) or write
