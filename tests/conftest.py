@@ -25,3 +25,14 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@pytest.fixture(scope="session")
+def simulator_url() -> Iterator[str]:
+    """The simulated upstream, on loopback, for the whole session."""
+    from tests.support.servers import ServerThread
+    from thrifty.simulator import create_app
+
+    server = ServerThread(create_app()).start()
+    yield server.url
+    server.stop()

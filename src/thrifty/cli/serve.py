@@ -103,6 +103,8 @@ def _run(app: object, gateway_socket: socket.socket, simulator_socket: socket.so
             lifespan="on",
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # X-Forwarded-* rewriting is for apps that build URLs; this one does not
+            server_header=False,
             timeout_keep_alive=30,
         )
         return uvicorn.Server(config)

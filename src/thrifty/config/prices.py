@@ -84,14 +84,14 @@ class PriceFile(_Strict):
     default_price: DefaultPrice | None = None
 
 
-def price_book_from_document(document: Any, source: str) -> PriceBook:
+def price_book_from_document(document: Any, source: str, catalogue: Catalogue | None = None) -> PriceBook:
     if document is None:
         document = {}
     try:
         spec = PriceFile.model_validate(document)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, source)) from None
-    catalogue = Catalogue()
+    catalogue = catalogue if catalogue is not None else Catalogue()
     overrides = []
     for index, model in enumerate(spec.models):
         override = model.to_override()

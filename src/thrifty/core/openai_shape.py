@@ -73,7 +73,16 @@ def parse_openai_tools(value: object, path: str = "tools") -> tuple[Tool, ...]:
     return tuple(tools)
 
 
+_PLAIN_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant"})
+
+
 def _message(item: object, path: str) -> Message:
+    # The common message, {"role": ..., "content": "text"}, skips the general checks below: they
+    # cost more than everything else the gateway does to a request.
+    if type(item) is dict and len(item) == 2:
+        role, content = item.get("role"), item.get("content")
+        if type(content) is str and role in _PLAIN_ROLES:
+            return Message(role, (TextPart(content),) if content else ())
     data = v.obj(item, path)
     role = v.string(data.get("role"), f"{path}.role")
     if role not in _ROLES:

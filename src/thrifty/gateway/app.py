@@ -91,7 +91,7 @@ class Gateway:
             elif path == "/v1/embeddings":
                 if method != "POST":
                     raise Rejection(405, f"{path} takes POST")
-                body = await self._read_json(scope, receive)
+                body, _ = await self._read_json(scope, receive)
                 key = await self._authenticate(scope)
                 who = attribution(scope, body, "openai", key)
                 status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who)
@@ -116,7 +116,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await _reject(send, client, request_id, Rejection(500, "internal error in the gateway", "api_error"))
 
-    async def _read_json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+    async def _read_json(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
         content_type = header(scope, b"content-type")
         if content_type is not None and not content_type.split(b";")[0].strip().lower().endswith(b"json"):
             raise Rejection(415, f"unsupported content type {content_type.decode('latin-1')!r}; send application/json")
@@ -124,13 +124,15 @@ class Gateway:
             raw = await read_body(receive, self.runtime.config.server.max_body_bytes)
         except BodyTooLarge as error:
             raise Rejection(413, str(error), kind="request_too_large") from None
-        return decode_json(raw)
+        return decode_json(raw), len(raw)
 
     async def _authenticate(self, scope: Scope) -> Any:
         keys = self.runtime.keys
+        if not keys.required:
+            return None  # no key exists: nothing to check (a presented secret cannot be valid)
         secret = presented_secret(scope)
-        info = await keys.check(secret) if keys.required or secret is not None else None
-        if keys.required and info is None:
+        info = await keys.check(secret)
+        if info is None:
             message = "a valid thrifty key is required" if secret is None else "invalid or revoked thrifty key"
             raise Rejection(401, message, kind="authentication_error", code="invalid_api_key")
         return info
@@ -138,9 +140,9 @@ class Gateway:
     async def _chat(
         self, scope: Scope, receive: Receive, send: Send, client: ClientAPI, request_id: str, started: float
     ) -> None:
-        body = await self._read_json(scope, receive)
+        body, size = await self._read_json(scope, receive)
         key = await self._authenticate(scope)
-        call = build_call(scope, body, client, key, request_id, started)
+        call = build_call(scope, body, client, key, request_id, started, size)
         if self.runtime.routes.get(call.model) is None:
             known = ", ".join(self.runtime.routes.names())
             raise Rejection(

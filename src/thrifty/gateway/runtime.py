@@ -12,8 +12,9 @@ import aiohttp
 from thrifty.config.files import ConfigError, load_document
 from thrifty.config.gateway import GatewayConfig, PricesSpec
 from thrifty.config.prices import price_book_from_document
-from thrifty.core.pricing import PriceBook
+from thrifty.core.pricing import Catalogue, PriceBook
 from thrifty.core.tokens.counter import TokenCounter
+from thrifty.core.tokens.encodings import Encodings
 from thrifty.gateway.auth import KeyCache
 from thrifty.pipeline import Pipeline
 from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
@@ -27,7 +28,7 @@ __all__ = ["Runtime", "build_price_book", "build_routes"]
 log = logging.getLogger("thrifty.gateway")
 
 
-def build_price_book(config: GatewayConfig, base_dir: Path) -> PriceBook:
+def build_price_book(config: GatewayConfig, base_dir: Path, catalogue: Catalogue | None = None) -> PriceBook:
     """The price file (or inline prices), plus each model's own ``price``."""
     document: dict[str, object] = {"models": []}
     source = "config prices"
@@ -44,7 +45,7 @@ def build_price_book(config: GatewayConfig, base_dir: Path) -> PriceBook:
     models = list(document.get("models") or [])  # type: ignore[call-overload]
     models += [m.price.model_dump(exclude_none=True) for m in config.models if m.price is not None]
     document["models"] = models
-    return price_book_from_document(document, source)
+    return price_book_from_document(document, source, catalogue)
 
 
 def build_routes(config: GatewayConfig, prices: PriceBook) -> Routes:
@@ -84,13 +85,21 @@ class Runtime:
     started: bool = field(default=False)
 
     @classmethod
-    def from_config(cls, config: GatewayConfig, base_dir: Path) -> Runtime:
-        prices = build_price_book(config, base_dir)
+    def from_config(
+        cls,
+        config: GatewayConfig,
+        base_dir: Path,
+        *,
+        catalogue: Catalogue | None = None,
+        encodings: Encodings | None = None,
+    ) -> Runtime:
+        """``catalogue`` and ``encodings`` may be shared between runtimes (they are read-only)."""
+        prices = build_price_book(config, base_dir, catalogue)
         for model in config.models:
             prices.quote(model.priced_as)  # an unpriced model is a config error, found now
         ledger = open_ledger(config.storage.ledger)
         writer = LedgerWriter(ledger, journal_dir=config.storage.resolved_journal_dir())
-        counter = TokenCounter()
+        counter = TokenCounter(encodings)
         for model in config.models:
             counter.encoding_for(model.priced_as)  # load vocabularies now, not on a first request
         return cls(

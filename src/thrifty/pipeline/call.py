@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from thrifty.core.messages import ChatRequest
 from thrifty.core.usage import Usage
@@ -44,6 +44,8 @@ class Call:
     ts: datetime
     started: float
     """``time.perf_counter()`` when the request arrived."""
+    body_size: int = 0
+    """The request body's size in bytes: an upper bound on its tokens, checked before counting them."""
     include_usage: bool = False
     """OpenAI clients only: the client asked for the usage chunk (``stream_options.include_usage``)."""
     cache_status: str = "miss"
@@ -95,4 +97,9 @@ class Result:
 
 
 Next = Callable[[Call], Awaitable[Result]]
-Step = Callable[[Call, Next], Awaitable[Result]]
+
+
+class Step(Protocol):
+    """A pipeline step: does its part, calls ``next_step`` (or answers without it)."""
+
+    def __call__(self, call: Call, next_step: Next) -> Awaitable[Result]: ...

@@ -48,6 +48,7 @@ class Route:
 class Routes:
     def __init__(self, routes: Sequence[Route]) -> None:
         self._by_name = {route.name: route for route in routes}
+        self._chains = {route.name: self._chain(route.name) for route in routes}
 
     def get(self, name: str) -> Route | None:
         return self._by_name.get(name)
@@ -57,6 +58,9 @@ class Routes:
 
     def chain(self, name: str) -> list[Route]:
         """The model, then its fallbacks depth-first (their own fallbacks included), each once."""
+        return self._chains.get(name, [])
+
+    def _chain(self, name: str) -> list[Route]:
         chain: list[Route] = []
         seen: set[str] = set()
 
@@ -111,6 +115,13 @@ class Dispatcher:
         self.counter = counter
         self.random = random_source
         self.sleep = sleep
+        # One timeout object each way, not one a request.
+        self._whole_timeout = aiohttp.ClientTimeout(
+            total=policy.attempt_timeout, sock_connect=policy.connect_timeout, sock_read=policy.attempt_timeout
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=policy.connect_timeout, sock_read=policy.attempt_timeout
+        )
 
     async def __call__(self, call: Call) -> Result:
         chain = self._fitting(call, self.routes.chain(call.model))
@@ -137,7 +148,8 @@ class Dispatcher:
         if not windows:
             return chain
         max_out = call.request.max_tokens or 0
-        if len(orjson.dumps(call.body)) + max_out <= min(windows):
+        size = call.body_size or len(orjson.dumps(call.body))
+        if size + max_out <= min(windows):
             return chain
         needed = self.counter.count_request(call.request, chain[0].priced_as).input_tokens
         fitting = [r for r in chain if r.context_window is None or needed + max_out <= r.context_window]
@@ -170,11 +182,7 @@ class Dispatcher:
             began = time.perf_counter()
             note: dict[str, Any] = {"model": route.name, "provider": route.upstream.name}
             attempts.append(note)
-            timeout = aiohttp.ClientTimeout(
-                total=None if call.stream else policy.attempt_timeout,
-                sock_connect=policy.connect_timeout,
-                sock_read=policy.attempt_timeout,
-            )
+            timeout = self._stream_timeout if call.stream else self._whole_timeout
             try:
                 response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
             except (aiohttp.ClientError, TimeoutError) as error:

@@ -155,9 +155,11 @@ def compute_cost(usage: Usage, rates: Rates) -> Cost:
 
 def format_usd(amount: Decimal) -> str:
     """A plain decimal string with no exponent and no trailing zeros: ``0.0025``, ``500``."""
-    if amount == 0:
+    if not amount:
         return "0"
-    text = format(amount, "f")
+    text = str(amount)  # the fast path; it uses an exponent for very small or large amounts
+    if "E" in text:
+        text = format(amount, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text

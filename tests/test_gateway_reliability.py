@@ -1,0 +1,152 @@
+"""Retries, fallbacks, a larger-context model, and streams that end early: each call recorded once,
+priced from what the provider billed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+
+from tests.support.gateway import RunningGateway, expected_cost, running_gateway
+
+HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
+
+
+@pytest.fixture
+def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
+    with running_gateway(simulator_url, tmp_path) as running:
+        yield running
+    httpx2.delete(f"{simulator_url}/_simulator/faults")
+
+
+@pytest.fixture
+def client(gateway: RunningGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="not-needed", max_retries=0)
+
+
+def test_a_429_is_retried_after_the_providers_wait(gateway: RunningGateway, client: openai.OpenAI) -> None:
+    gateway.fault("gpt-4o", "429;retry-after=0.2", times=1)
+    began = time.perf_counter()
+    completion = client.chat.completions.create(model="gpt-4o", messages=HELLO, max_tokens=20)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - began
+    assert completion.choices[0].message.content
+    assert elapsed >= 0.2  # Retry-After honoured, not the (shorter) configured backoff
+    (record,) = gateway.records(1)  # one call, one row, however many attempts
+    assert [a.get("status") for a in record.details["attempts"]] == [429, 200]
+    assert record.details["attempts"][0]["retry_in_s"] == 0.2
+    assert record.served_model == "gpt-4o"
+    assert record.cost is not None and record.cost.total == expected_cost(record.usage, "gpt-4o", record)
+
+
+def test_persistent_5xx_falls_back_to_the_next_model(gateway: RunningGateway, client: openai.OpenAI) -> None:
+    gateway.fault("gpt-4o", "500", times=3)  # every attempt on gpt-4o fails
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HELLO, max_tokens=20)  # type: ignore[arg-type]
+    assert raw.headers["x-thrifty-model"] == "gpt-4o-mini"
+    (record,) = gateway.records(1)
+    assert record.requested_model == "gpt-4o" and record.served_model == "gpt-4o-mini"
+    statuses = [(a["model"], a.get("status")) for a in record.details["attempts"]]
+    assert statuses == [("gpt-4o", 500)] * 3 + [("gpt-4o-mini", 200)]
+    assert record.cost is not None  # priced at the model that answered
+    assert record.cost.total == expected_cost(record.usage, "gpt-4o-mini", record)
+
+
+def test_a_provider_asking_for_a_long_wait_sends_the_call_to_a_fallback_at_once(
+    simulator_url: str, tmp_path: Path
+) -> None:
+    with running_gateway(simulator_url, tmp_path, retry={"attempts": 3, "retry_after_max_s": 1.0}) as gateway:
+        gateway.fault("gpt-4o", "429;retry-after=30", times=1)
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+        began = time.perf_counter()
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HELLO, max_tokens=10)  # type: ignore[arg-type]
+        assert time.perf_counter() - began < 5
+        assert raw.headers["x-thrifty-model"] == "gpt-4o-mini"
+
+
+def test_when_every_model_fails_the_client_gets_the_error_and_it_is_recorded(
+    gateway: RunningGateway, client: openai.OpenAI
+) -> None:
+    gateway.fault("gpt-4o-mini", "503", times=3)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)  # type: ignore[arg-type]
+    (record,) = gateway.records(1)
+    assert record.status == "error" and record.http_status == 503
+    assert record.cost is not None and record.cost.total == 0  # refused calls are not billed: a known zero
+    assert len(record.details["attempts"]) == 3
+
+
+def test_a_client_error_is_not_retried(gateway: RunningGateway, client: openai.OpenAI) -> None:
+    gateway.fault("gpt-4o-mini", "400", times=1)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)  # type: ignore[arg-type]
+    (record,) = gateway.records(1)
+    assert len(record.details["attempts"]) == 1
+
+
+def test_a_request_too_long_for_the_window_goes_to_a_larger_model(
+    gateway: RunningGateway, client: openai.OpenAI
+) -> None:
+    long = [{"role": "user", "content": "word " * 400}]
+    raw = client.chat.completions.with_raw_response.create(model="tiny-window", messages=long, max_tokens=10)  # type: ignore[arg-type]
+    assert raw.headers["x-thrifty-model"] == "gpt-4o-mini"
+    (record,) = gateway.records(1)
+    assert "context_fallback" in record.details
+
+
+def test_a_stream_dropped_midway_by_the_provider_is_priced_from_what_was_generated(
+    gateway: RunningGateway, client: openai.OpenAI
+) -> None:
+    gateway.fault("gpt-4o", "drop-after=4", times=1)
+    received = []
+    stream = client.chat.completions.create(model="gpt-4o", messages=HELLO, max_tokens=200, stream=True)  # type: ignore[arg-type]
+
+    def consume() -> None:
+        for chunk in stream:
+            if chunk.choices:
+                received.append(chunk.choices[0].delta.content or "")
+
+    with pytest.raises(openai.APIError):  # the gateway ends the stream with an error event
+        consume()
+    (record,) = gateway.records(1)
+    assert record.status == "upstream_error"
+    assert record.details["usage_estimated"] is True
+    assert record.usage.input_tokens > 0
+    assert record.usage.output_tokens >= len([t for t in received if t])
+    assert record.cost is not None and record.cost.total > 0
+
+
+def test_a_client_that_disconnects_midway_stops_the_upstream_and_is_priced(gateway: RunningGateway) -> None:
+    gateway.fault("gpt-4o", "chunk-delay=30", times=1)
+    body = {"model": "gpt-4o", "messages": HELLO, "max_tokens": 300, "stream": True}
+    with httpx2.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=10) as response:
+        assert response.status_code == 200
+        lines = 0
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                lines += 1
+            if lines == 5:
+                break  # leave mid-stream
+    (record,) = gateway.records(1)
+    assert record.status == "client_disconnected"
+    assert record.details["usage_estimated"] is True
+    assert 1 <= record.usage.output_tokens < 300  # the rest was never generated nor billed
+    assert record.cost is not None and record.cost.total > 0
+    assert record.latency_ms is not None and record.latency_ms < 300 * 30  # stopped early, did not wait it out
+
+
+def test_an_unreachable_upstream_is_a_502_in_the_clients_shape(simulator_url: str, tmp_path: Path) -> None:
+    providers = {
+        "openai": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"},  # nothing listens on port 9
+        "anthropic": {"kind": "anthropic", "base_url": simulator_url},
+    }
+    with running_gateway(simulator_url, tmp_path, providers=providers) as gateway:
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as raised:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+        assert raised.value.status_code == 502
+        assert "unreachable" in str(raised.value)
+        (record,) = gateway.records(1)
+        assert record.status == "error"
