@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
-# The main job on the embedded default store (a SQLite file under .thrifty/): sets itself up, then
-# shows exact counts and prices, a monthly plan, and a simulated day of calls recorded in the
-# ledger and reported on. No keys and no network needed.
+# The main job on the embedded default store: sets itself up, starts the gateway in front of the
+# simulated upstream (no keys, no network), sends it a few calls with the official SDKs, shows the
+# ledger report, and keeps serving on http://127.0.0.1:4000 until Ctrl-C.
+# THRIFTY_DEMO_EXIT=1 stops after the report instead; THRIFTY_DEMO_PORT picks another port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-T=.venv/bin/thrifty
-run() { printf '\n$ thrifty %s\n' "$*"; "$T" "$@"; }
-run count --model gpt-4o examples/cookbook-messages.json
-run count --model claude-sonnet-4-5 examples/cookbook-messages.json
-run price --model claude-sonnet-4-5 --input-tokens 120000 --cache-read-tokens 100000 --cache-write-tokens 15000 --output-tokens 2000
-run price --model gpt-4o --input-tokens 1000000 --output-tokens 100000 --batch
-run price --prices examples/prices.yaml --model llama-3.1-70b-local --input-tokens 4000 --output-tokens 500
-run estimate --model gpt-4o --model gpt-4o-mini --model claude-haiku-4-5 --input-tokens 800 --output-tokens 300 --requests 100000
-run demo --calls 5000
+port=${THRIFTY_DEMO_PORT:-4000}
+url="http://127.0.0.1:${port}"
+.venv/bin/thrifty serve --demo --port "$port" &
+server=$!
+trap 'kill -INT "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 1 150); do
+    if .venv/bin/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/readyz')" "$url" 2>/dev/null; then
+        break
+    fi
+    kill -0 "$server" 2>/dev/null || { echo "the gateway did not start" >&2; exit 1; }
+    sleep 0.2
+done
+echo
+.venv/bin/python examples/demo_calls.py "$url"
+echo
+echo "$ thrifty count --model gpt-4o examples/cookbook-messages.json"
+.venv/bin/thrifty count --model gpt-4o examples/cookbook-messages.json
+echo
+echo "$ thrifty report --by model"
+sleep 0.3  # the ledger writer batches every 50 ms
+.venv/bin/thrifty report --by model
+if [ -n "${THRIFTY_DEMO_EXIT:-}" ]; then
+    exit 0
+fi
+echo
+echo "The gateway is serving at $url (OpenAI: $url/v1, Anthropic: $url). Ctrl-C stops it."
+wait "$server"

@@ -16,6 +16,7 @@ from thrifty.cli.keys import keys
 from thrifty.cli.ledger import demo, report
 from thrifty.cli.pricing import models, price
 from thrifty.cli.serve import serve
+from thrifty.cli.simulate import simulate
 from thrifty.cli.tokens import count
 
 __all__ = ["cli", "main"]
@@ -27,7 +28,7 @@ def cli() -> None:
     """thrifty: an LLM cost gateway -- exact token counts and prices, and a ledger of every call."""
 
 
-for command in (serve, count, price, estimate, models, report, keys, config, demo):
+for command in (serve, simulate, count, price, estimate, models, report, keys, config, demo):
     cli.add_command(command)
 
 

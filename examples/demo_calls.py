@@ -1,0 +1,59 @@
+"""A few calls through a running thrifty gateway with the official SDKs, unchanged but for base_url.
+
+Run: .venv/bin/python examples/demo_calls.py [http://127.0.0.1:4000]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import anthropic
+import openai
+
+base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:4000"
+gpt = openai.OpenAI(base_url=f"{base}/v1", api_key="demo")
+claude = anthropic.Anthropic(base_url=base, api_key="demo")
+question = [{"role": "user", "content": "In one sentence: why do LLM bills grow?"}]
+
+raw = gpt.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=question, max_tokens=40)
+reply = raw.parse()
+print(
+    f"openai SDK -> gpt-4o-mini: {reply.usage.prompt_tokens} in, {reply.usage.completion_tokens} out, "
+    f"cost ${raw.headers['x-thrifty-cost-usd']}"
+)
+
+stream = gpt.chat.completions.create(
+    model="claude-haiku-4-5", messages=question, max_tokens=40, stream=True, stream_options={"include_usage": True}
+)
+chunks = list(stream)
+print(
+    f"openai SDK -> claude-haiku-4-5, streamed and translated: {len(chunks)} chunks, "
+    f"{chunks[-1].usage.completion_tokens} output tokens"
+)
+
+raw = claude.messages.with_raw_response.create(
+    model="claude-sonnet-4-5",
+    max_tokens=40,
+    system=[{"type": "text", "text": "You are terse. " * 300, "cache_control": {"type": "ephemeral"}}],
+    messages=question,
+)
+message = raw.parse()
+print(
+    f"anthropic SDK -> claude-sonnet-4-5 with a cached system prompt: wrote "
+    f"{message.usage.cache_creation_input_tokens} cache tokens, cost ${raw.headers['x-thrifty-cost-usd']}"
+)
+raw = claude.messages.with_raw_response.create(
+    model="claude-sonnet-4-5",
+    max_tokens=40,
+    system=[{"type": "text", "text": "You are terse. " * 300, "cache_control": {"type": "ephemeral"}}],
+    messages=question,
+)
+message = raw.parse()
+print(
+    f"  ... the same again: read {message.usage.cache_read_input_tokens} cached tokens, "
+    f"cost ${raw.headers['x-thrifty-cost-usd']}"
+)
+
+with claude.messages.stream(model="gpt-4o", max_tokens=40, messages=question) as streamed:
+    final = streamed.get_final_message()
+print(f"anthropic SDK -> gpt-4o, streamed and translated: {final.usage.output_tokens} output tokens")
