@@ -160,3 +160,13 @@ def test_provider_keys_never_reach_the_ledger(
     assert "sk-very-secret" not in str(record.to_row())
     journal = "".join(p.read_text() for p in (tmp_path / "journal").glob("*") if p.is_file())
     assert "sk-very-secret" not in journal
+
+
+@pytest.mark.parametrize("role", [["user"], {"r": 1}, 5, None])
+def test_a_role_of_the_wrong_type_is_a_400_not_a_500(gateway: RunningGateway, role: object) -> None:
+    import orjson
+
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": role, "content": "hi"}]})
+    response = post(gateway, "/v1/chat/completions", body)
+    assert response.status_code == 400
+    assert "messages[0].role" in openai_error(response)["message"]

@@ -81,7 +81,7 @@ def _message(item: object, path: str) -> Message:
     # cost more than everything else the gateway does to a request.
     if type(item) is dict and len(item) == 2:
         role, content = item.get("role"), item.get("content")
-        if type(content) is str and role in _PLAIN_ROLES:
+        if type(content) is str and type(role) is str and role in _PLAIN_ROLES:
             return Message(role, (TextPart(content),) if content else ())
     data = v.obj(item, path)
     role = v.string(data.get("role"), f"{path}.role")
