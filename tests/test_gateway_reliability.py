@@ -150,3 +150,40 @@ def test_an_unreachable_upstream_is_a_502_in_the_clients_shape(simulator_url: st
         assert "unreachable" in str(raised.value)
         (record,) = gateway.records(1)
         assert record.status == "error"
+
+
+def test_an_attempt_that_hangs_times_out_and_the_retry_answers(simulator_url: str, tmp_path: Path) -> None:
+    retry = {"attempts": 2, "attempt_timeout_s": 0.5, "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+    with running_gateway(simulator_url, tmp_path, retry=retry) as gateway:
+        gateway.fault("gpt-4o-mini", "timeout", times=1)
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+        began = time.perf_counter()
+        completion = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        assert completion.choices[0].message.content
+        assert 0.5 <= time.perf_counter() - began < 5
+        (record,) = gateway.records(1)
+        first, second = record.details["attempts"]
+        assert "error" in first and second["status"] == 200
+
+
+def test_azure_style_deployments(simulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_TEST_KEY", "azure-secret")
+    providers = {
+        "azure": {
+            "kind": "azure",
+            "base_url": simulator_url,
+            "api_key_env": "AZURE_TEST_KEY",
+            "api_version": "2024-10-21",
+        },
+        "anthropic": {"kind": "anthropic", "base_url": simulator_url},
+    }
+    models = [{"name": "gpt-4o", "provider": "azure", "upstream_model": "prod-gpt4o", "price_as": "gpt-4o"}]
+    with running_gateway(simulator_url, tmp_path, providers=providers, models=models) as gateway:
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+        completion = client.chat.completions.create(model="gpt-4o", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        (record,) = gateway.records(1)
+    assert record.details["upstream_model"] == "prod-gpt4o"
+    assert record.usage.output_tokens == completion.usage.completion_tokens  # type: ignore[union-attr]
+    assert record.cost is not None and record.cost.total == expected_cost(record.usage, "gpt-4o", record)
+    stats = httpx2.get(f"{simulator_url}/_simulator/stats").json()
+    assert any("deployments" in path for path in str(stats).split("'"))
