@@ -82,7 +82,8 @@ def _message(item: object, path: str) -> Message:
     if type(item) is dict and len(item) == 2:
         role, content = item.get("role"), item.get("content")
         if type(content) is str and type(role) is str and role in _PLAIN_ROLES:
-            return Message(role, (TextPart(content),) if content else ())
+            plain: Role = role  # type: ignore[assignment]  # checked against _PLAIN_ROLES
+            return Message(plain, (TextPart(content),) if content else ())
     data = v.obj(item, path)
     role = v.string(data.get("role"), f"{path}.role")
     if role not in _ROLES:
