@@ -112,7 +112,9 @@ class LedgerWriter:
                     log.warning("ledger: %d rows wait for the database; new rows wait on disk", len(self._queue))
                     self._rotate()
                     self._spilling = True
-            if len(self._queue) >= self._batch_size or len(self._queue) == len(rows):
+            # Only a full batch wakes the writer: a wake-up per row would take the GIL from the
+            # serving thread at the moment it answers. Otherwise the writer polls every interval.
+            if len(self._queue) >= self._batch_size:
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -218,7 +220,7 @@ class LedgerWriter:
                 if self._segment is not None and self._segment.written >= self._segment.rows and not self._spilling:
                     self._rotate()  # idle: close the segment so the journal is empty at rest
                     self._release_done()
-                self._cond.wait(0.5)
+                self._cond.wait(self._flush_interval)
             if self._queue and len(self._queue) < self._batch_size and not self._stopping:
                 self._cond.wait(self._flush_interval)  # let a batch gather
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
