@@ -173,13 +173,8 @@ class Gateway:
         }
 
     def _readiness(self) -> tuple[bool, dict[str, str]]:
-        stats = self.runtime.writer.stats()
-        checks = {
-            "started": "ok" if self.runtime.started else "starting",
-            "ledger": "ok"
-            if stats.last_error is None
-            else f"writes failing (rows kept in the journal): {stats.last_error}",
-        }
+        problem = self.runtime.writer.health() if self.runtime.started else None
+        checks = {"started": "ok" if self.runtime.started else "starting", "ledger": problem or "ok"}
         return all(v == "ok" for v in checks.values()), checks
 
 

@@ -21,7 +21,8 @@ from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.pipeline.record import RecordStep
 from thrifty.providers.upstream import Upstream, new_session
 from thrifty.stores.keys import open_keys
-from thrifty.stores.ledger import LedgerStore, LedgerWriter, open_ledger
+from thrifty.stores.ledger import LedgerStore, open_ledger
+from thrifty.stores.ledger.journal_writer import JournalWriter
 
 __all__ = ["Runtime", "build_price_book", "build_routes"]
 
@@ -78,9 +79,10 @@ class Runtime:
     routes: Routes
     counter: TokenCounter
     ledger: LedgerStore
-    writer: LedgerWriter
+    writer: JournalWriter
     keys: KeyCache
     session: aiohttp.ClientSession | None = None
+    dispatcher: Dispatcher | None = None
     pipeline: Pipeline | None = None
     started: bool = field(default=False)
 
@@ -97,8 +99,8 @@ class Runtime:
         prices = build_price_book(config, base_dir, catalogue)
         for model in config.models:
             prices.quote(model.priced_as)  # an unpriced model is a config error, found now
-        ledger = open_ledger(config.storage.ledger)
-        writer = LedgerWriter(ledger, journal_dir=config.storage.resolved_journal_dir())
+        ledger = open_ledger(config.storage.ledger)  # migrates; also what the admin reads
+        writer = JournalWriter(config.storage.resolved_journal_dir(), config.storage.ledger)
         counter = TokenCounter(encodings)
         for model in config.models:
             counter.encoding_for(model.priced_as)  # load vocabularies now, not on a first request
@@ -126,8 +128,8 @@ class Runtime:
             backoff_max=retry.backoff_max_s,
             retry_after_max=retry.retry_after_max_s,
         )
-        dispatcher = Dispatcher(self.routes, self.session, policy, self.counter)
-        self.pipeline = Pipeline([RecordStep(self.prices, self.writer, self.counter)], dispatcher)
+        self.dispatcher = Dispatcher(self.routes, self.session, policy, self.counter)
+        self.pipeline = Pipeline([RecordStep(self.prices, self.writer, self.counter)], self.dispatcher)
         self.started = True
 
     async def stop(self) -> None:

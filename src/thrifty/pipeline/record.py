@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing import Cost, PriceBook, UnknownModelError, format_usd
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result
-from thrifty.stores.ledger import LedgerWriter
 
 __all__ = ["RecordStep"]
 
@@ -22,10 +21,16 @@ log = logging.getLogger("thrifty.record")
 COST_HEADER = b"x-thrifty-cost-usd"
 
 
+class RecordSink(Protocol):
+    """Where ledger records go: the in-process writer thread, or the gateway's journal writer."""
+
+    def submit(self, record: LedgerRecord) -> None: ...
+
+
 class RecordStep:
     """The outermost step: whatever happens inside, the call is priced and recorded once."""
 
-    def __init__(self, prices: PriceBook, writer: LedgerWriter, counter: TokenCounter) -> None:
+    def __init__(self, prices: PriceBook, writer: RecordSink, counter: TokenCounter) -> None:
         self.prices = prices
         self.writer = writer
         self.counter = counter

@@ -8,27 +8,22 @@ through an outage of any length.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from thrifty.core.ledger import LEDGER_COLUMNS, LedgerRecord
+from thrifty.core.ledger import LedgerRecord
 from thrifty.stores.ledger.base import LedgerStore
-from thrifty.stores.ledger.journal import Segment, SegmentFactory, encode_rows, orphaned_segments, read_segment
+from thrifty.stores.ledger.inserter import Inserter, Row
+from thrifty.stores.ledger.journal import Segment, SegmentFactory, encode_rows, read_segment
 
 __all__ = ["LedgerWriter", "WriterStats"]
 
 log = logging.getLogger("thrifty.ledger")
-
-Row = Sequence[Any]
-"""A ledger row as ``LedgerRecord.to_values`` gives it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +66,16 @@ class LedgerWriter:
         self._submitted = 0
         self._written = 0
         self._recovered = 0
-        self._rejected = 0
-        self._last_error: str | None = None
         self._stopping = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._inserter = Inserter(
+            store,
+            journal_dir,
+            batch_size=batch_size,
+            retry_max_seconds=retry_max_seconds,
+            stopping=lambda: self._stopping,
+        )
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -162,9 +162,9 @@ class LedgerWriter:
                 written=self._written,
                 pending=self._submitted - self._written,
                 recovered=self._recovered,
-                rejected=self._rejected,
+                rejected=self._inserter.rejected,
                 spilling=self._spilling,
-                last_error=self._last_error,
+                last_error=self._inserter.last_error,
             )
 
     # -- segments (called with the lock held) --------------------------------------------------
@@ -255,74 +255,11 @@ class LedgerWriter:
         return True
 
     def _recover_orphans(self) -> None:
-        if self._journal_dir is None:
-            return
-        for path, fd in orphaned_segments(self._journal_dir):
-            try:
-                rows = list(read_segment(path))
-                for start in range(0, len(rows), self._batch_size):
-                    if not self._insert_reliably(rows[start : start + self._batch_size]):
-                        return
-                path.unlink(missing_ok=True)
-                with self._cond:
-                    self._recovered += len(rows)
-                if rows:
-                    log.info("ledger: recovered %d rows from %s", len(rows), path.name)
-            finally:
-                os.close(fd)
+        recovered = self._inserter.replay_orphans()
+        if recovered:
+            log.info("ledger: recovered %d rows from journal segments of writers that died", recovered)
+            with self._cond:
+                self._recovered += recovered
 
     def _insert_reliably(self, rows: Sequence[Row]) -> bool:
-        """Insert, retrying with backoff until the database takes the rows. A row the database
-        rejects on its own (not an outage) goes to ``rejected.jsonl`` beside the journal.
-        False only when the writer is stopping and the database is still down."""
-        delay = 0.05
-        failures = 0
-        while True:
-            try:
-                self._store.insert_rows(rows)
-            except Exception as error:
-                failures += 1
-                self._note_error(error, failures)
-                if failures >= 3 and len(rows) > 1 and self._isolate_bad_rows(rows):
-                    return True
-                if self._stopping and failures >= 3:
-                    return False
-                time.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-            else:
-                if failures:
-                    log.warning("ledger: database writes resumed after %d failed attempts", failures)
-                    with self._cond:
-                        self._last_error = None
-                return True
-
-    def _isolate_bad_rows(self, rows: Sequence[Row]) -> bool:
-        """Row by row: if some rows go in, the others are bad data, not an outage."""
-        bad: list[tuple[Row, Exception]] = []
-        good = 0
-        for row in rows:
-            try:
-                self._store.insert_rows([row])
-                good += 1
-            except Exception as error:
-                bad.append((row, error))
-        if good == 0:
-            return False
-        for row, problem in bad:
-            self._reject(row, problem)
-        return True
-
-    def _reject(self, row: Row, error: Exception) -> None:
-        log.error("ledger: the database rejected row %s: %s", row[0], error)
-        with self._cond:
-            self._rejected += 1
-        target = (self._journal_dir or Path(".")) / "rejected.jsonl"
-        with target.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"error": str(error), "row": dict(zip(LEDGER_COLUMNS, row, strict=False))}) + "\n")
-
-    def _note_error(self, error: Exception, failures: int) -> None:
-        message = f"{type(error).__name__}: {error}"
-        with self._cond:
-            self._last_error = message
-        if failures == 1:
-            log.warning("ledger: database write failed, retrying: %s", message)
+        return self._inserter.insert(rows)

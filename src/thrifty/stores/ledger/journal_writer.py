@@ -1,0 +1,152 @@
+"""The gateway's ledger writer: rows go to the journal, a sidecar process puts them in the
+database (see ``sidecar``). ``submit`` costs one ``write(2)``; nothing else happens in the
+serving process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from thrifty.core.ledger import LedgerRecord
+from thrifty.stores.ledger.inserter import Row
+from thrifty.stores.ledger.journal import Segment, SegmentFactory, encode_rows
+from thrifty.stores.ledger.sidecar import status_path
+
+__all__ = ["JournalWriter"]
+
+log = logging.getLogger("thrifty.ledger")
+
+
+class JournalWriter:
+    def __init__(
+        self,
+        journal_dir: Path,
+        ledger_url: str,
+        *,
+        rotate_seconds: float = 0.05,
+        segment_rows: int = 20_000,
+    ) -> None:
+        self._dir = journal_dir
+        self._url = ledger_url
+        self._rotate_seconds = rotate_seconds
+        self._segment_rows = segment_rows
+        self._lock = threading.Lock()
+        self._factory: SegmentFactory | None = None
+        self._segment: Segment | None = None
+        self._closed_paths: list[Path] = []
+        self._submitted = 0
+        self._sidecar: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._rotator: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._factory = SegmentFactory(self._dir)
+        self._sidecar = self._spawn()
+        self._rotator = threading.Thread(target=self._rotate_periodically, name="thrifty-journal", daemon=True)
+        self._rotator.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-m",
+            "thrifty.stores.ledger.sidecar",
+            "--journal",
+            str(self._dir),
+            "--ledger",
+            self._url,
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+    def submit(self, record: LedgerRecord) -> None:
+        self.submit_rows([record.to_values()])
+
+    def submit_many(self, records: Sequence[LedgerRecord]) -> None:
+        self.submit_rows([record.to_values() for record in records])
+
+    def submit_rows(self, rows: Sequence[Row]) -> None:
+        data = encode_rows(rows)
+        with self._lock:
+            if self._factory is None:
+                raise RuntimeError("the ledger writer is not started, or is closed")
+            segment = self._segment
+            if segment is None:
+                segment = self._segment = self._factory.new()
+            segment.append_encoded(data, len(rows))
+            self._submitted += len(rows)
+            if segment.rows >= self._segment_rows:
+                self._close_segment()
+
+    def _close_segment(self) -> None:
+        """Hand the current segment to the sidecar (closing it releases its lock)."""
+        segment = self._segment
+        if segment is not None:
+            self._segment = None
+            self._closed_paths.append(segment.path)
+            segment.detach()
+
+    def _rotate_periodically(self) -> None:
+        while not self._stop.wait(self._rotate_seconds):
+            with self._lock:
+                if self._segment is not None and self._segment.rows:
+                    self._close_segment()
+                self._closed_paths = [p for p in self._closed_paths if p.exists()]
+            sidecar = self._sidecar
+            if sidecar is not None and sidecar.poll() is not None and not self._stop.is_set():
+                log.warning("ledger: the sidecar exited (status %s); starting another", sidecar.returncode)
+                self._sidecar = self._spawn()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row submitted so far is in the database. False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._close_segment()
+            waiting = list(self._closed_paths)
+        while any(path.exists() for path in waiting):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Hand over the last rows and stop the sidecar once it has written them (rows it could
+        not write stay in the journal for the next start)."""
+        self._stop.set()
+        if self._rotator is not None:
+            self._rotator.join(timeout=5)
+        flushed = self.flush(timeout)
+        with self._lock:
+            self._factory = None
+        sidecar = self._sidecar
+        if sidecar is not None:
+            sidecar.terminate()
+            try:
+                sidecar.wait(timeout=max(timeout, 5.0))
+            except subprocess.TimeoutExpired:
+                sidecar.kill()
+        if not flushed:
+            log.error("ledger: rows not yet in the database at close are kept in %s", self._dir)
+
+    def health(self) -> str | None:
+        """None when ledger writes flow; otherwise what is wrong (rows then wait on disk)."""
+        sidecar = self._sidecar
+        if sidecar is None or sidecar.poll() is not None:
+            return "the ledger sidecar is not running"
+        try:
+            status = json.loads(status_path(self._dir, sidecar.pid).read_text())
+        except (OSError, ValueError):
+            return None  # starting: no status yet
+        error = status.get("last_error")
+        return f"writes failing, rows wait in the journal: {error}" if error else None
+
+    @property
+    def submitted(self) -> int:
+        return self._submitted

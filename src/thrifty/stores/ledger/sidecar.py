@@ -1,0 +1,101 @@
+"""The ledger sidecar: a separate process that moves journal segments into the database.
+
+A gateway only appends ledger rows to its journal (one ``write(2)`` a call) and closes a segment
+every ``rotate_seconds``; closing it releases its lock, and the sidecar -- which replays every
+segment nobody holds -- inserts its rows and deletes it. Inserting into SQLite costs more CPU than
+everything else the gateway does for a call, and a writer thread would also contend for the GIL
+with the serving thread; in its own process it does neither. The journal is the queue: nothing is
+held in memory, an outage of any length only grows files, and a crash of either process loses
+nothing (any sidecar that starts later replays what is left).
+
+Run by ``thrifty serve``; by hand: ``python -m thrifty.stores.ledger.sidecar --journal DIR --ledger URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from thrifty.stores.ledger.inserter import Inserter
+
+__all__ = ["run_sidecar", "status_path"]
+
+log = logging.getLogger("thrifty.ledger.sidecar")
+
+
+def status_path(journal_dir: Path, pid: int) -> Path:
+    return journal_dir / f"sidecar-{pid}.status"
+
+
+def run_sidecar(journal_dir: Path, ledger_url: str, parent_pid: int | None, poll_seconds: float = 0.05) -> int:
+    """Replay until told to stop (SIGTERM) or until the parent is gone, then drain and return."""
+    from thrifty.stores.ledger import open_ledger
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _use_every_core()
+    store = open_ledger(ledger_url)
+    inserter = Inserter(store, journal_dir, stopping=stop.is_set)
+    status = status_path(journal_dir, os.getpid())
+    written = 0
+    try:
+        while True:
+            replayed = inserter.replay_orphans()
+            written += replayed or 0
+            _write_status(status, written, inserter.last_error)
+            if stop.is_set() or (parent_pid is not None and not _alive(parent_pid)):
+                # One last pass, for the segments the parent closed on its way out.
+                final = inserter.replay_orphans()
+                written += final or 0
+                return 0
+            if not replayed:
+                stop.wait(poll_seconds)
+    finally:
+        status.unlink(missing_ok=True)
+        store.close()
+
+
+def _use_every_core() -> None:
+    """A gateway pinned to one core should not also pay for its database writes on that core."""
+    if hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return os.getppid() == pid
+
+
+def _write_status(path: Path, written: int, last_error: str | None) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"written": written, "last_error": last_error, "at": time.time()}))
+    temporary.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m thrifty.stores.ledger.sidecar")
+    parser.add_argument("--journal", required=True, type=Path)
+    parser.add_argument("--ledger", required=True)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_sidecar(args.journal, args.ledger, args.parent_pid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
