@@ -73,14 +73,19 @@ def test_rows_wait_through_a_database_outage(tmp_path: Path) -> None:
     url = f"sqlite:///{locked_db}"
     open_ledger(url).close()
     blocker = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sqlite3, sys, time
             conn = sqlite3.connect({str(locked_db)!r}, isolation_level=None)
             conn.execute("BEGIN EXCLUSIVE")
             print("locked", flush=True)
             time.sleep(float(sys.argv[1]))
             conn.execute("ROLLBACK")
-        """), "4"],
+        """),
+            "4",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -45,3 +45,49 @@ def ensure_postgres() -> str:
         f"no PostgreSQL at {url} and none could be started; set THRIFTY_TEST_POSTGRES_URL to a server "
         "the tests may create databases on"
     )
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def _redis_up(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+def ensure_redis() -> str:
+    """A reachable Redis: the configured one, or a server started now (nothing kept on disk)."""
+    url = os.environ.get("THRIFTY_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    if _redis_up(url):
+        return url
+    if shutil.which("redis-server"):
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            check=False,
+            capture_output=True,
+        )
+        for _ in range(50):
+            if _redis_up(url):
+                return url
+            time.sleep(0.1)
+    raise RuntimeError(f"no Redis at {url} and none could be started; set THRIFTY_TEST_REDIS_URL")

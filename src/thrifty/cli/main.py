@@ -10,6 +10,7 @@ from importlib.metadata import version
 
 import click
 
+from thrifty.cli.cache import cache
 from thrifty.cli.config_cmd import config
 from thrifty.cli.estimate import estimate
 from thrifty.cli.keys import keys
@@ -28,7 +29,7 @@ def cli() -> None:
     """thrifty: an LLM cost gateway -- exact token counts and prices, and a ledger of every call."""
 
 
-for command in (serve, simulate, count, price, estimate, models, report, keys, config, demo):
+for command in (serve, simulate, count, price, estimate, models, report, keys, config, demo, cache):
     cli.add_command(command)
 
 

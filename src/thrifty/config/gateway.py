@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from thrifty.config.cache import CacheSpec
 from thrifty.config.files import ConfigError, describe_validation_error, load_document
 from thrifty.config.prices import DefaultPrice, ModelPrice
 
@@ -47,6 +48,9 @@ class StorageSpec(_Strict):
     journal_dir: str | None = None
     """Where ledger rows wait for the database; default: a ``journal`` folder beside the SQLite
     file, or ``.thrifty/journal`` for PostgreSQL."""
+    redis: str | None = None
+    """redis://host:port/db: shared state of several gateway processes (exact cache, budget
+    counters, rate-limit windows). Without it, that state is per machine (SQLite)."""
 
     @field_validator("ledger")
     @classmethod
@@ -54,6 +58,20 @@ class StorageSpec(_Strict):
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return url
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
+
+    def local_cache_path(self) -> Path:
+        """The SQLite file for the exact cache when there is no Redis: the ledger's own file, or
+        ``cache.db`` beside the journal when the ledger is PostgreSQL."""
+        if self.ledger.startswith("sqlite:///") and not self.ledger.endswith(":memory:"):
+            return Path(self.ledger.removeprefix("sqlite:///"))
+        return self.resolved_journal_dir().parent / "cache.db"
 
     def resolved_journal_dir(self) -> Path:
         if self.journal_dir is not None:
@@ -168,6 +186,7 @@ class GatewayConfig(_Strict):
     models: list[ModelSpec]
     prices: str | PricesSpec | None = None
     """A price-override file's path (relative to this file), or the overrides inline."""
+    cache: CacheSpec = Field(default_factory=CacheSpec)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> GatewayConfig:

@@ -71,6 +71,19 @@ def _label(headers: dict[bytes, bytes], name: bytes) -> str | None:
     return text
 
 
+def cache_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """``x-thrifty-cache`` (``off`` or ``force``; ``on`` is the default) and ``x-thrifty-cache-version``."""
+    headers = _thrifty_headers(scope)
+    directive = _label(headers, b"x-thrifty-cache") if headers else None
+    if directive is not None:
+        directive = directive.lower()
+        if directive not in ("on", "off", "force"):
+            raise Rejection(400, "header x-thrifty-cache: expected on, off or force")
+        directive = None if directive == "on" else directive
+    version = _label(headers, b"x-thrifty-cache-version") if headers else None
+    return directive, version
+
+
 def _tags(headers: dict[bytes, bytes]) -> tuple[str, ...]:
     raw = headers.get(b"x-thrifty-tags")
     if raw is None:
@@ -127,8 +140,11 @@ def build_call(
         if options is not None and not isinstance(options, dict):
             raise Rejection(400, "stream_options: expected an object")
         include_usage = bool(options and options.get("include_usage"))
+    directive, version = cache_headers(scope)
     return Call(
         request_id=request_id,
+        cache_directive=directive,
+        cache_version=version,
         client_api=client,
         body=body,
         request=request,

@@ -17,9 +17,12 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.tokens.encodings import Encodings
 from thrifty.gateway.auth import KeyCache
 from thrifty.pipeline import Pipeline
+from thrifty.pipeline.cache import ExactCacheStep
+from thrifty.pipeline.call import Step
 from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.pipeline.record import RecordStep
 from thrifty.providers.upstream import Upstream, new_session
+from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
 from thrifty.stores.keys import open_keys
 from thrifty.stores.ledger import LedgerStore, open_ledger
 from thrifty.stores.ledger.journal_writer import JournalWriter
@@ -83,6 +86,7 @@ class Runtime:
     keys: KeyCache
     session: aiohttp.ClientSession | None = None
     dispatcher: Dispatcher | None = None
+    response_cache: ResponseCache | None = None
     pipeline: Pipeline | None = None
     started: bool = field(default=False)
 
@@ -129,10 +133,26 @@ class Runtime:
             retry_after_max=retry.retry_after_max_s,
         )
         self.dispatcher = Dispatcher(self.routes, self.session, policy, self.counter)
-        self.pipeline = Pipeline([RecordStep(self.prices, self.writer, self.counter)], self.dispatcher)
+        self.pipeline = Pipeline(self._steps(), self.dispatcher)
         self.started = True
 
+    def _steps(self) -> list[Step]:
+        """The pipeline, outermost first (see the README for what each step does)."""
+        steps: list[Step] = [RecordStep(self.prices, self.writer, self.counter)]
+        cache = self.config.cache
+        if cache.exact.enabled:
+            storage = self.config.storage
+            self.response_cache = (
+                RedisCache(storage.redis)
+                if storage.redis
+                else LocalCache(storage.local_cache_path(), cache.exact.memory_entries)
+            )
+            steps.append(ExactCacheStep(self.response_cache, cache.exact, self.prices))
+        return steps
+
     async def stop(self) -> None:
+        if self.response_cache is not None:
+            await self.response_cache.close()
         await self.keys.stop()
         if self.session is not None:
             await self.session.close()

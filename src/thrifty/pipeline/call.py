@@ -49,6 +49,11 @@ class Call:
     include_usage: bool = False
     """OpenAI clients only: the client asked for the usage chunk (``stream_options.include_usage``)."""
     cache_status: str = "miss"
+    cache_directive: str | None = None
+    """``x-thrifty-cache``: ``off`` skips the caches, ``force`` caches a sampled request."""
+    cache_version: str | None = None
+    """``x-thrifty-cache-version``: entries of another version never answer (say, a hash of the
+    documents an answer came from)."""
     route: str | None = None
     counterfactual_cost: Decimal | None = None
     savings: dict[str, Decimal] = field(default_factory=dict)

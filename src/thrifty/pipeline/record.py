@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any, Protocol
 
 from thrifty.core.ledger import LedgerRecord
@@ -109,6 +110,30 @@ class RecordStep:
             call.details["price_error"] = str(error)
             return None
 
+    def _counterfactual(self, call: Call, result: Result, usage: Usage, cost: Cost | None) -> Decimal | None:
+        """What the call would have cost with no optimisation: a cache hit's stored answer priced
+        now (set by the cache step), otherwise the actual cost plus every strategy's saving. The
+        provider's prompt-cache saving is measured here: the same usage with no cache discount."""
+        if call.counterfactual_cost is not None:
+            return call.counterfactual_cost
+        if cost is None:
+            return None
+        if result.billed and (usage.cache_read_tokens or usage.cache_write_tokens):
+            plain = Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
+            try:
+                uncached = self.prices.price(
+                    plain, result.priced_as or call.model, provider=result.provider_id, at=call.ts
+                ).cost.total
+            except UnknownModelError:
+                uncached = None
+            if uncached is not None:
+                call.savings["prompt_cache"] = uncached - cost.total
+        return cost.total + sum(call.savings.values(), Decimal(0))
+
     def _record(
         self,
         call: Call,
@@ -143,7 +168,7 @@ class RecordStep:
             served_model=result.served_model,
             usage=usage,
             cost=cost,
-            counterfactual_cost=call.counterfactual_cost if call.counterfactual_cost is not None else _total(cost),
+            counterfactual_cost=self._counterfactual(call, result, usage, cost),
             savings=call.savings,
             latency_ms=round((now - call.started) * 1000, 3),
             ttft_ms=None if first is None else round((first - call.started) * 1000, 3),
@@ -159,10 +184,6 @@ class RecordStep:
             self.writer.submit(record)
         except Exception:  # the journal is unwritable: say so loudly, but answer the client
             log.exception("ledger: could not record call %s", call.request_id)
-
-
-def _total(cost: Cost | None) -> Any:
-    return None if cost is None else cost.total
 
 
 def _status(result: Result) -> str:

@@ -1,0 +1,60 @@
+"""``thrifty cache``: manage the response cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option
+
+__all__ = ["cache"]
+
+
+@click.group()
+def cache() -> None:
+    """Manage the response cache (exact and semantic)."""
+
+
+@cache.command("clear")
+@click.option("--namespace", help="Only this tenant's entries (team:NAME, key:ID, user:NAME, shared, anonymous).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The gateway config: clears the cache it uses (Redis, or its SQLite file).",
+)
+@click.option("--ledger", "ledger_url", help="Without --config: the SQLite ledger file the cache shares.")
+@json_option
+def clear(namespace: str | None, config_path: Path | None, ledger_url: str | None, as_json: bool) -> None:
+    """Drop cached responses. Running gateways stop serving them within a second."""
+    from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
+
+    store: ResponseCache
+    if config_path is not None:
+        from thrifty.config.files import ConfigError
+        from thrifty.config.gateway import load_gateway_config
+
+        try:
+            storage = load_gateway_config(config_path).storage
+        except ConfigError as error:
+            raise CliError(str(error)) from None
+        store = RedisCache(storage.redis) if storage.redis else LocalCache(storage.local_cache_path(), 0)
+        where = storage.redis or str(storage.local_cache_path())
+    else:
+        url = ledger_url or default_ledger_url()
+        if not url.startswith("sqlite:///"):
+            raise CliError("--ledger must be a sqlite:/// URL here; for Redis or PostgreSQL setups give --config")
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise CliError(f"no cache at {path}: nothing has been stored there yet")
+        store = LocalCache(path, 0)
+        where = str(path)
+    try:
+        dropped = store.clear(namespace)
+    except Exception as error:
+        raise CliError(f"cannot clear the cache at {where}: {type(error).__name__}: {error}".splitlines()[0]) from None
+    if as_json:
+        emit_json({"cleared": dropped, "namespace": namespace, "where": where})
+    else:
+        click.echo(f"cleared {dropped} entries{f' of {namespace}' if namespace else ''} from {where}")

@@ -1,0 +1,200 @@
+"""The exact response cache step: the same request (model, messages, tools, every parameter that
+changes the answer; not who asked nor whether it streams) from the same tenant gets the stored
+answer, at no cost, whole or replayed as a stream in the client's format."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from thrifty.config.cache import ExactCacheSpec
+from thrifty.core.cache_key import exact_key, is_sampled, namespace_for
+from thrifty.core.pricing import PriceBook, UnknownModelError
+from thrifty.core.stream_bodies import AnthropicAccumulator, OpenAIAccumulator, anthropic_events, openai_chunks
+from thrifty.core.usage import Usage, UsageError
+from thrifty.pipeline.call import Call, Next, Result, StreamState
+from thrifty.providers.sse import encode_event
+from thrifty.stores.cache import ResponseCache
+
+__all__ = ["ExactCacheStep", "cache_hit_result", "price_stored"]
+
+log = logging.getLogger("thrifty.cache")
+
+
+class ExactCacheStep:
+    def __init__(self, cache: ResponseCache, spec: ExactCacheSpec, prices: PriceBook) -> None:
+        self.cache = cache
+        self.spec = spec
+        self.prices = prices
+
+    async def __call__(self, call: Call, next_step: Next) -> Result:
+        spec = self.spec
+        directive = call.cache_directive
+        if not spec.enabled or directive == "off":
+            call.cache_status = "bypass"
+            return await next_step(call)
+        if spec.sampled == "bypass" and directive != "force" and is_sampled(call.body):
+            call.cache_status = "bypass"
+            call.details["cache_bypass"] = "sampled (temperature > 0 or unset); x-thrifty-cache: force to cache"
+            return await next_step(call)
+        who = call.attribution
+        namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)
+        key = exact_key(call.body, call.client_api, call.model, call.cache_version)
+        stored = await self.cache.get(namespace, key)
+        if stored is not None:
+            entry = _load(stored)
+            if entry is not None and entry.get("api") == call.client_api:
+                return cache_hit_result(call, entry, "hit", "exact_cache", self.prices)
+        call.cache_status = "miss"
+        result = await next_step(call)
+        if result.status != 200:
+            return result
+        ttl = _ttl(spec, namespace)
+        if result.events is None:
+            if result.body is not None and len(result.body) <= spec.max_entry_bytes:
+                await self._store(namespace, key, call, result, orjson.loads(result.body), result.usage, ttl)
+            return result
+        result.events = self._store_stream(namespace, key, call, result, result.events, ttl)
+        return result
+
+    async def _store(
+        self,
+        namespace: str,
+        key: str,
+        call: Call,
+        result: Result,
+        body: Any,
+        usage: Usage | None,
+        ttl: int,
+    ) -> None:
+        entry = {
+            "api": call.client_api,
+            "body": body,
+            "model": result.served_model,
+            "priced_as": result.priced_as,
+            "provider": result.provider,
+            "provider_id": result.provider_id,
+            "usage": usage.as_dict() if usage is not None else None,
+            "request_id": call.request_id,
+            "stored_at": time.time(),
+        }
+        value = orjson.dumps(entry)
+        if len(value) <= self.spec.max_entry_bytes:
+            await self.cache.put(namespace, key, value, ttl)
+
+    async def _store_stream(
+        self, namespace: str, key: str, call: Call, result: Result, events: AsyncIterator[bytes], ttl: int
+    ) -> AsyncIterator[bytes]:
+        accumulator: OpenAIAccumulator | AnthropicAccumulator = (
+            OpenAIAccumulator() if call.client_api == "openai" else AnthropicAccumulator()
+        )
+        size = 0
+        try:
+            async for chunk in events:
+                size += len(chunk)
+                if size <= self.spec.max_entry_bytes:
+                    _feed(accumulator, chunk)
+                yield chunk
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+        state = result.stream_state
+        complete = state is not None and state.finish_reason is not None and state.error is None
+        if complete and state is not None and size <= self.spec.max_entry_bytes:
+            await self._store(namespace, key, call, result, accumulator.result(), state.usage, ttl)
+
+
+def _feed(accumulator: OpenAIAccumulator | AnthropicAccumulator, chunk: bytes) -> None:
+    for raw in chunk.split(b"\n\n"):
+        if not raw.strip():
+            continue
+        event = None
+        data = b""
+        for line in raw.split(b"\n"):
+            if line.startswith(b"event: "):
+                event = line[7:].decode()
+            elif line.startswith(b"data: "):
+                data = line[6:]
+        if not data or data == b"[DONE]":
+            continue
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(accumulator, OpenAIAccumulator):
+            accumulator.feed(parsed)
+        elif event is not None:
+            accumulator.feed(event, parsed)
+
+
+def _load(raw: bytes) -> dict[str, Any] | None:
+    try:
+        entry = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) and "body" in entry else None
+
+
+def _ttl(spec: ExactCacheSpec, namespace: str) -> int:
+    override = spec.namespaces.get(namespace)
+    return override.ttl_s if override is not None and override.ttl_s is not None else spec.ttl_s
+
+
+def price_stored(entry: dict[str, Any], call: Call, prices: PriceBook) -> Decimal | None:
+    """What the stored answer would cost if asked for now: the saving of a hit."""
+    raw = entry.get("usage")
+    model = entry.get("priced_as")
+    if not isinstance(raw, dict) or not isinstance(model, str):
+        return None
+    try:
+        usage = Usage(
+            input_tokens=int(raw.get("input_tokens", 0)),
+            output_tokens=int(raw.get("output_tokens", 0)),
+            cache_read_tokens=int(raw.get("cache_read_tokens", 0)),
+            cache_write_5m_tokens=int(raw.get("cache_write_5m_tokens", 0)),
+            cache_write_1h_tokens=int(raw.get("cache_write_1h_tokens", 0)),
+            reasoning_tokens=int(raw.get("reasoning_tokens", 0)),
+        )
+        return prices.price(usage, model, provider=entry.get("provider_id"), at=call.ts).cost.total
+    except (UsageError, UnknownModelError, ValueError, TypeError):
+        return None
+
+
+def cache_hit_result(call: Call, entry: dict[str, Any], status: str, strategy: str, prices: PriceBook) -> Result:
+    """The stored answer as this call's result: nothing billed, the saving recorded."""
+    call.cache_status = status
+    saved = price_stored(entry, call, prices)
+    if saved is not None:
+        call.counterfactual_cost = saved
+        call.savings[strategy] = saved
+    call.details["cached_from"] = entry.get("request_id")
+    if entry.get("usage"):
+        call.details["cached_usage"] = entry["usage"]
+    common: dict[str, Any] = {
+        "status": 200,
+        "served_model": entry.get("model"),
+        "provider": entry.get("provider"),
+        "provider_id": entry.get("provider_id"),
+        "priced_as": entry.get("priced_as"),
+        "billed": False,
+        "first_byte_at": time.perf_counter(),
+    }
+    body = entry["body"]
+    if not call.stream:
+        return Result(body=orjson.dumps(body), **common)
+    state = StreamState(finish_reason="cached", first_token_at=time.perf_counter())
+    return Result(events=_replay(call, body), stream_state=state, **common)
+
+
+async def _replay(call: Call, body: Any) -> AsyncIterator[bytes]:
+    if call.client_api == "openai":
+        chunks = b"".join(encode_event(chunk) for chunk in openai_chunks(body, include_usage=call.include_usage))
+        yield chunks + b"data: [DONE]\n\n"
+    else:
+        yield b"".join(encode_event(data, name) for name, data in anthropic_events(body))
