@@ -132,7 +132,13 @@ class Runtime:
             backoff_max=retry.backoff_max_s,
             retry_after_max=retry.retry_after_max_s,
         )
-        self.dispatcher = Dispatcher(self.routes, self.session, policy, self.counter)
+        self.dispatcher = Dispatcher(
+            self.routes,
+            self.session,
+            policy,
+            self.counter,
+            prompt_breakpoints=self.config.cache.prompt.anthropic_breakpoints,
+        )
         self.pipeline = Pipeline(self._steps(), self.dispatcher)
         self.started = True
 

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from thrifty.core.prompt_cache import add_breakpoints
 from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Call, Result, StreamState
@@ -108,6 +109,7 @@ class Dispatcher:
         counter: TokenCounter,
         random_source: Callable[[], float] = random.random,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        prompt_breakpoints: bool = True,
     ) -> None:
         self.routes = routes
         self.session = session
@@ -115,6 +117,7 @@ class Dispatcher:
         self.counter = counter
         self.random = random_source
         self.sleep = sleep
+        self.prompt_breakpoints = prompt_breakpoints
         # One timeout object each way, not one a request.
         self._whole_timeout = aiohttp.ClientTimeout(
             total=policy.attempt_timeout, sock_connect=policy.connect_timeout, sock_read=policy.attempt_timeout
@@ -140,6 +143,12 @@ class Dispatcher:
             else error_body(call.client_api, failure.status, failure.message, failure.kind)
         )
         return Result(status=failure.status, body=client_body, error=failure.message, billed=False)
+
+    def _estimate(self, route: Route) -> Callable[[str], int]:
+        def count(text: str) -> int:
+            return self.counter.count_text(text, route.priced_as).input_tokens
+
+        return count
 
     def _fitting(self, call: Call, chain: list[Route]) -> list[Route] | Result:
         """Drop the models whose context window the request cannot fit. Counting is skipped when
@@ -170,7 +179,12 @@ class Dispatcher:
         policy = self.policy
         conversion = conversion_for(call.client_api, route.upstream.wire)
         try:
-            payload = orjson.dumps(conversion.request_body(call, route.upstream_model, route.max_output_tokens))
+            body = conversion.request_body(call, route.upstream_model, route.max_output_tokens)
+            if self.prompt_breakpoints and route.upstream.wire == "anthropic":
+                marked = add_breakpoints(body, route.upstream_model, self._estimate(route))
+                if marked:
+                    call.details["prompt_cache_breakpoints"] = marked
+            payload = orjson.dumps(body)
         except ValueError as error:  # the request cannot be expressed for this provider
             failure.status, failure.body, failure.message = 400, None, str(error)
             failure.kind = "invalid_request_error"
