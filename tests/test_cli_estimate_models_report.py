@@ -333,8 +333,8 @@ def test_report_table(cli: Cli, demo_ledger: str) -> None:
     assert run.code == 0, run.err
     lines = run.out.splitlines()
     assert lines[0].startswith("200 calls, $")
-    assert lines[2] == "by model:"
-    assert {line.split()[0] for line in lines[4:]} == {r.requested_model for r in ledger_records(demo_ledger)}
+    start = lines.index("by model:")
+    assert {line.split()[0] for line in lines[start + 2 :]} == {r.requested_model for r in ledger_records(demo_ledger)}
 
 
 def test_report_since_and_until(cli: Cli, demo_ledger: str) -> None:

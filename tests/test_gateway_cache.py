@@ -91,7 +91,12 @@ def test_a_streamed_answer_is_stored_and_serves_a_whole_request(gateway: Running
 
 def test_anthropic_hits_are_in_anthropic_shape_whole_and_streamed(gateway: RunningGateway) -> None:
     claude = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
-    kwargs: dict[str, Any] = {"model": "claude-haiku-4-5", "max_tokens": 30, "messages": QUESTION, "extra_body": {"temperature": 0}}
+    kwargs: dict[str, Any] = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 30,
+        "messages": QUESTION,
+        "extra_body": {"temperature": 0},
+    }
     first = claude.messages.create(**kwargs)
     raw = claude.messages.with_raw_response.create(**kwargs)
     assert raw.headers["x-thrifty-cache"] == "hit"
@@ -187,9 +192,10 @@ def test_redis_backend_shared_by_two_gateways(simulator_url: str, tmp_path: Path
     url = ensure_redis().rstrip("/") + "/14"
     redis.Redis.from_url(url).flushdb()
     storage = {"ledger": f"sqlite:///{tmp_path / 'ledger.db'}", "journal_dir": str(tmp_path / "journal"), "redis": url}
-    with running_gateway(simulator_url, tmp_path / "a", storage=storage) as one, running_gateway(
-        simulator_url, tmp_path / "b", storage=storage
-    ) as two:
+    with (
+        running_gateway(simulator_url, tmp_path / "a", storage=storage) as one,
+        running_gateway(simulator_url, tmp_path / "b", storage=storage) as two,
+    ):
         red_one = gpt(one, **{"x-thrifty-team": "red"})
         red_two = gpt(two, **{"x-thrifty-team": "red"})
         blue_two = gpt(two, **{"x-thrifty-team": "blue"})
@@ -200,3 +206,31 @@ def test_redis_backend_shared_by_two_gateways(simulator_url: str, tmp_path: Path
         assert {k.split(":")[3] for k in keys} == {"red", "blue"}
         entry = redis.Redis.from_url(url).get(keys[0]) or b""
         assert b"authorization" not in entry.lower() and b"api_key" not in entry.lower()
+
+
+def test_report_shows_hit_rates_and_savings_per_strategy(gateway: RunningGateway) -> None:
+    import json
+
+    client = gpt(gateway)
+    ask(client)
+    ask(client)
+    ask(client)
+    miss, *_ = gateway.records(3)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "thrifty.cli.main",
+            "report",
+            "--json",
+            "--ledger",
+            gateway.runtime.config.storage.ledger,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert report["cache"] == {"miss": 1, "hit": 2}
+    assert miss.cost is not None
+    assert Decimal(report["savings_usd"]["exact_cache"]) == 2 * miss.cost.total

@@ -69,9 +69,12 @@ def report(ledger_url: str | None, groups: str, since_text: str | None, until_te
     store = _open_existing(url)
     try:
         sections = {g: store.totals(g, since, until) for g in wanted}  # type: ignore[arg-type]
+        caching = store.totals("cache", since, until)
+        savings = store.savings(since, until)
     finally:
         store.close()
     overall = _overall(next(iter(sections.values())))
+    hits = {t.key: t.calls for t in caching}
     if as_json:
         emit_json(
             {
@@ -79,6 +82,8 @@ def report(ledger_url: str | None, groups: str, since_text: str | None, until_te
                 "since": since,
                 "until": until,
                 "totals": _totals_json(overall),
+                "cache": hits,
+                "savings_usd": {k: format_usd(v) for k, v in savings.items()},
                 "by": {g: [_totals_json(t) for t in rows] for g, rows in sections.items()},
             }
         )
@@ -89,6 +94,7 @@ def report(ledger_url: str | None, groups: str, since_text: str | None, until_te
     )
     if overall.unpriced_calls:
         click.echo(f"  {overall.unpriced_calls:,} calls have no known price and are not in the total")
+    _print_savings(overall, hits, savings)
     for group, rows in sections.items():
         click.echo(f"\nby {group}:")
         click.echo(f"  {'':<32}{'calls':>9}{'input':>14}{'cached':>14}{'output':>12}{'cost':>16}")
@@ -98,6 +104,20 @@ def report(ledger_url: str | None, groups: str, since_text: str | None, until_te
                 f"  {t.key or '(none)':<32}{t.calls:>9,}{t.input_tokens:>14,}{t.cache_read_tokens:>14,}"
                 f"{t.output_tokens:>12,}{usd(t.cost_usd):>16}{unpriced}"
             )
+
+
+def _print_savings(overall: Totals, hits: dict[str | None, int], savings: dict[str, Decimal]) -> None:
+    served = {k: hits.get(k, 0) for k in ("hit", "semantic", "miss", "bypass")}
+    if overall.calls and any(served.values()):
+        share = (served["hit"] + served["semantic"]) / overall.calls * 100
+        parts = ", ".join(f"{n:,} {k}" for k, n in served.items() if n)
+        click.echo(f"  cache: {share:.1f}% answered from the cache ({parts})")
+    if savings:
+        total = sum(savings.values(), Decimal(0))
+        spent_without = overall.cost_usd + total
+        detail = ", ".join(f"{k} {usd(v)}" for k, v in sorted(savings.items(), key=lambda kv: -kv[1]))
+        percent = f" ({total / spent_without * 100:.1f}% of {usd(spent_without)})" if spent_without > 0 else ""
+        click.echo(f"  saved {usd(total)}{percent}: {detail}")
 
 
 def _overall(rows: list[Totals]) -> Totals:

@@ -13,8 +13,8 @@ from thrifty.core.ledger import LedgerRecord
 
 __all__ = ["GROUPINGS", "GroupBy", "LedgerStore", "Migration", "Totals", "load_migrations", "sql_statements"]
 
-GroupBy = Literal["model", "provider", "feature", "user", "team", "day", "status"]
-GROUPINGS: tuple[GroupBy, ...] = ("model", "provider", "feature", "user", "team", "day", "status")
+GroupBy = Literal["model", "provider", "feature", "user", "team", "day", "status", "cache"]
+GROUPINGS: tuple[GroupBy, ...] = ("model", "provider", "feature", "user", "team", "day", "status", "cache")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,10 @@ class LedgerStore(Protocol):
     ) -> list[LedgerRecord]: ...
 
     def count(self) -> int: ...
+
+    def savings(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, Decimal]:
+        """Money saved by each strategy (exact_cache, semantic_cache, prompt_cache, routing, ...)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -24,6 +24,7 @@ _GROUP_SQL: dict[GroupBy, str] = {
     "team": "team",
     "day": "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "status": "status",
+    "cache": "COALESCE(cache_status, '-')",
 }
 
 _CASTS = {
@@ -148,6 +149,17 @@ class PostgresLedger:
                 .fetchall()
             )
         return [LedgerRecord.from_row(row) for row in rows]
+
+    def savings(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, Decimal]:
+        where, params = _bounds(since, until)
+        sql = f"""
+            SELECT saved.key AS strategy, SUM(saved.value::numeric) AS total
+            FROM ledger, jsonb_each_text(ledger.savings) AS saved {where}
+            GROUP BY saved.key ORDER BY saved.key
+        """
+        with self._lock:
+            rows = self._live().execute(sql.encode(), params).fetchall()
+        return {row["strategy"]: Decimal(row["total"]) for row in rows}
 
     def count(self) -> int:
         with self._lock:

@@ -24,6 +24,7 @@ _GROUP_SQL: dict[GroupBy, str] = {
     "team": "team",
     "day": "substr(ts, 1, 10)",
     "status": "status",
+    "cache": "COALESCE(cache_status, '-')",
 }
 
 _INSERT = (
@@ -158,6 +159,17 @@ class SQLiteLedger:
                 f"SELECT * FROM ledger {where} ORDER BY ts DESC, id LIMIT ?", [*params, limit]
             ).fetchall()
         return [LedgerRecord.from_row(dict(row)) for row in rows]
+
+    def savings(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, Decimal]:
+        where, params = _bounds(since, until)
+        sql = f"""
+            SELECT saved.key AS strategy, decimal_sum(saved.value) AS total
+            FROM ledger, json_each(ledger.savings) AS saved {where}
+            GROUP BY saved.key ORDER BY saved.key
+        """
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return {row["strategy"]: Decimal(row["total"]) for row in rows if row["total"] is not None}
 
     def count(self) -> int:
         with self._lock:
