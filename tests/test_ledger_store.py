@@ -174,3 +174,20 @@ def test_naive_report_bounds_are_refused(ledger: LedgerStore) -> None:
 def test_unsupported_url_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unsupported ledger URL"):
         open_ledger("mysql://localhost/ledger")
+
+
+def test_savings_are_summed_by_strategy_exactly(ledger: LedgerStore) -> None:
+    ledger.insert_rows(
+        [
+            record(savings={"exact_cache": Decimal("0.1"), "prompt_cache": Decimal("-0.0000001")}).to_values(),
+            record(savings={"exact_cache": Decimal("0.2"), "routing": Decimal("0.05")}).to_values(),
+            record().to_values(),
+        ]
+    )
+    assert ledger.savings() == {
+        "exact_cache": Decimal("0.3"),
+        "prompt_cache": Decimal("-0.0000001"),
+        "routing": Decimal("0.05"),
+    }
+    by_cache = {t.key: t.calls for t in ledger.totals("cache")}
+    assert by_cache == {"-": 3}
