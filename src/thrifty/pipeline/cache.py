@@ -57,7 +57,7 @@ class ExactCacheStep:
         ttl = _ttl(spec, namespace)
         if result.events is None:
             if result.body is not None and len(result.body) <= spec.max_entry_bytes:
-                await self._store(namespace, key, call, result, orjson.loads(result.body), result.usage, ttl)
+                await self._store(namespace, key, call, result, result.body, result.usage, ttl)
             return result
         result.events = self._store_stream(namespace, key, call, result, result.events, ttl)
         return result
@@ -68,22 +68,30 @@ class ExactCacheStep:
         key: str,
         call: Call,
         result: Result,
-        body: Any,
+        body: bytes,
         usage: Usage | None,
         ttl: int,
     ) -> None:
-        entry = {
+        """An entry is a small JSON header, a newline, and the response body as the client got it
+        (so a hit sends it without decoding or encoding it)."""
+        cost = None
+        if usage is not None and result.priced_as is not None:
+            try:
+                cost = self.prices.price(usage, result.priced_as, provider=result.provider_id, at=call.ts).cost.total
+            except UnknownModelError:
+                cost = None
+        header = {
             "api": call.client_api,
-            "body": body,
             "model": result.served_model,
             "priced_as": result.priced_as,
             "provider": result.provider,
             "provider_id": result.provider_id,
             "usage": usage.as_dict() if usage is not None else None,
+            "cost": None if cost is None else str(cost),
             "request_id": call.request_id,
             "stored_at": time.time(),
         }
-        value = orjson.dumps(entry)
+        value = orjson.dumps(header) + b"\n" + body
         if len(value) <= self.spec.max_entry_bytes:
             await self.cache.put(namespace, key, value, ttl)
 
@@ -107,7 +115,8 @@ class ExactCacheStep:
         state = result.stream_state
         complete = state is not None and state.finish_reason is not None and state.error is None
         if complete and state is not None and size <= self.spec.max_entry_bytes:
-            await self._store(namespace, key, call, result, accumulator.result(), state.usage, ttl)
+            body = orjson.dumps(accumulator.result())
+            await self._store(namespace, key, call, result, body, state.usage, ttl)
 
 
 def _feed(accumulator: OpenAIAccumulator | AnthropicAccumulator, chunk: bytes) -> None:
@@ -134,11 +143,18 @@ def _feed(accumulator: OpenAIAccumulator | AnthropicAccumulator, chunk: bytes) -
 
 
 def _load(raw: bytes) -> dict[str, Any] | None:
+    """The entry's header, with the body's raw bytes under ``body_raw``."""
+    head, newline, body = raw.partition(b"\n")
+    if not newline:
+        return None
     try:
-        entry = orjson.loads(raw)
+        entry = orjson.loads(head)
     except orjson.JSONDecodeError:
         return None
-    return entry if isinstance(entry, dict) and "body" in entry else None
+    if not isinstance(entry, dict):
+        return None
+    entry["body_raw"] = body
+    return entry
 
 
 def _ttl(spec: ExactCacheSpec, namespace: str) -> int:
@@ -147,7 +163,10 @@ def _ttl(spec: ExactCacheSpec, namespace: str) -> int:
 
 
 def price_stored(entry: dict[str, Any], call: Call, prices: PriceBook) -> Decimal | None:
-    """What the stored answer would cost if asked for now: the saving of a hit."""
+    """What the stored answer cost when it was made: the saving of a hit (repriced from its usage
+    when the entry does not carry it)."""
+    if isinstance(entry.get("cost"), str):
+        return Decimal(entry["cost"])
     raw = entry.get("usage")
     model = entry.get("priced_as")
     if not isinstance(raw, dict) or not isinstance(model, str):
@@ -185,11 +204,11 @@ def cache_hit_result(call: Call, entry: dict[str, Any], status: str, strategy: s
         "billed": False,
         "first_byte_at": time.perf_counter(),
     }
-    body = entry["body"]
+    raw: bytes = entry["body_raw"]
     if not call.stream:
-        return Result(body=orjson.dumps(body), **common)
+        return Result(body=raw, **common)
     state = StreamState(finish_reason="cached", first_token_at=time.perf_counter())
-    return Result(events=_replay(call, body), stream_state=state, **common)
+    return Result(events=_replay(call, orjson.loads(raw)), stream_state=state, **common)
 
 
 async def _replay(call: Call, body: Any) -> AsyncIterator[bytes]:
