@@ -62,7 +62,16 @@ def main(rounds: int = 3000) -> None:
     processes = [
         subprocess.Popen([*THRIFTY, "simulate", "--port", str(sim_port)], env=env, stderr=subprocess.DEVNULL),
         subprocess.Popen(
-            [*THRIFTY, "serve", "--config", str(home / "gateway.yaml"), "--port", str(gw_port), "--log-level", "warning"],
+            [
+                *THRIFTY,
+                "serve",
+                "--config",
+                str(home / "gateway.yaml"),
+                "--port",
+                str(gw_port),
+                "--log-level",
+                "warning",
+            ],
             env=env,
             stderr=subprocess.DEVNULL,
         ),
