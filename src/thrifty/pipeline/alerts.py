@@ -1,0 +1,120 @@
+"""Budget alerts: a log line, a ledger event and a webhook (an HTTP POST of the event as JSON,
+retried with backoff). Which alerts fire, once per window and threshold, is decided by the
+budget engine through the store; this module only delivers them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from thrifty.core.ledger import LedgerRecord
+from thrifty.core.pricing.rates import Cost
+
+__all__ = ["ALERT_STATUS", "AlertSender"]
+
+log = logging.getLogger("thrifty.budgets")
+
+ALERT_STATUS = "budget_alert"
+"""The ledger status of an alert event (its row has no tokens, costs 0, and its ``details``
+hold the event under ``budget_alert``)."""
+
+
+class _Sink(Protocol):
+    def submit(self, record: LedgerRecord) -> None: ...
+
+
+class AlertSender:
+    def __init__(
+        self,
+        writer: _Sink | None,
+        *,
+        webhook_url: str | None = None,
+        webhook_headers: Mapping[str, str] | None = None,
+        attempts: int = 5,
+        timeout_s: float = 5.0,
+        backoff_s: float = 0.5,
+    ) -> None:
+        self.writer = writer
+        self.webhook_url = webhook_url
+        self.webhook_headers = {"content-type": "application/json", **(webhook_headers or {})}
+        self.attempts = attempts
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.backoff_s = backoff_s
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent: list[dict[str, Any]] = []
+        """The events sent by this process, newest last (bounded)."""
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Log and record the event now; post it to the webhook in the background."""
+        log.warning(
+            "budget alert: %s %s reached %s of its limit %s (spent %s)",
+            event["budget_id"],
+            event["subject"],
+            event["threshold"],
+            event["limit"],
+            event["spent"],
+        )
+        self.sent.append(event)
+        del self.sent[:-100]
+        if self.writer is not None:
+            scope, subject = event["scope"], event["subject"]
+            try:
+                self.writer.submit(
+                    LedgerRecord(
+                        requested_model="-",
+                        ts=datetime.fromisoformat(event["ts"]),
+                        user=subject if scope == "user" else None,
+                        team=subject if scope == "team" else None,
+                        feature=subject if scope == "feature" else None,
+                        key_id=subject if scope == "key" else None,
+                        tags=(subject,) if scope == "tag" else (),
+                        cost=Cost(),
+                        counterfactual_cost=None,
+                        status=ALERT_STATUS,
+                        details={"budget_alert": event},
+                    )
+                )
+            except Exception:
+                log.exception("budget alert: could not write the ledger event")
+        if self.webhook_url is not None:
+            task = asyncio.ensure_future(self._post(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, event: dict[str, Any]) -> None:
+        assert self.webhook_url is not None
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        payload = orjson.dumps(event)
+        for attempt in range(self.attempts):
+            try:
+                async with self._session.post(
+                    self.webhook_url, data=payload, headers=self.webhook_headers, timeout=self.timeout
+                ) as response:
+                    if response.status < 300:
+                        return
+                    retryable = response.status == 429 or response.status >= 500
+                    why = f"answered {response.status}"
+            except (aiohttp.ClientError, TimeoutError) as error:
+                retryable, why = True, f"{type(error).__name__}: {error}"
+            if not retryable or attempt + 1 == self.attempts:
+                log.error("budget alert webhook %s: %s; giving up on event %s", self.webhook_url, why, event["id"])
+                return
+            await asyncio.sleep(self.backoff_s * (2**attempt))
+
+    async def close(self, timeout: float = 10.0) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        if self._session is not None:
+            await self._session.close()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,701 @@
+"""Budgets and plans in the pipeline: before a call is dispatched, reserve the most it can cost on
+every budget that covers it (one atomic step in the store); once its cost is known (a stream:
+when it ends), settle the reservation to the actual cost; on failure, release it.
+
+Plans come first: the plan of the call's user (or team) may refuse the model, caps max_tokens,
+and adds the plan's own per-user budgets. At a budget's hard limit the call is refused (429,
+``budget_exceeded``, Retry-After at the window's reset) or sent to a cheaper model instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from thrifty.config.budgets import PlanSpec, PlansSpec
+from thrifty.core.budgets import (
+    Budget,
+    BudgetError,
+    Period,
+    Subject,
+    Window,
+    applicable,
+    budget_from_doc,
+    budget_to_doc,
+    describe_amount,
+    max_call_cost,
+    max_output_tokens,
+    units_to_usd,
+    usd_to_units,
+)
+from thrifty.core.pricing import Cost, PriceBook, UnknownModelError, format_usd
+from thrifty.core.tokens.counter import TokenCounter
+from thrifty.core.usage import Usage
+from thrifty.pipeline.alerts import AlertSender
+from thrifty.pipeline.call import Call, Next, Result
+from thrifty.pipeline.conversions import error_body
+from thrifty.pipeline.dispatch import Route
+from thrifty.stores.budgets import BudgetStore, Line, StoreUnavailable, line_key
+from thrifty.stores.budgets.base import SEP
+
+__all__ = ["BudgetEngine", "BudgetStatus", "BudgetStep", "Estimate", "RoutesOf", "budget_status", "estimate"]
+
+log = logging.getLogger("thrifty.budgets")
+
+RoutesOf = Callable[[str], Sequence[Route]]
+"""A public model's routes: the model, then its fallbacks (the call may be served by any)."""
+
+_DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """The most a call can use: its input tokens, its output bound, and the dearest of its routes."""
+
+    input_tokens: int
+    max_output: int
+    max_usd: Decimal | None
+    """None: a route's price is unknown."""
+
+    @property
+    def max_tokens(self) -> int:
+        return self.input_tokens + self.max_output
+
+
+def count_input(call: Call, counter: TokenCounter, model: str) -> int:
+    tokens = call.input_tokens.get(model)
+    if tokens is None:
+        tokens = call.input_tokens[model] = counter.count_request(call.request, model).input_tokens
+    return tokens
+
+
+def estimate(
+    call: Call, routes: Sequence[Route], counter: TokenCounter, prices: PriceBook | None, default_max_output: int
+) -> Estimate:
+    """The worst case over the routes the call may take (its model and the fallbacks)."""
+    if not routes:
+        tokens = count_input(call, counter, call.model)
+        out = max_output_tokens(call.request.max_tokens, None, None, tokens, default_max_output)
+        usd = _max_usd(prices, call, call.model, None, tokens, out, cache_writes=call.client_api == "anthropic")
+        return Estimate(tokens, out, usd)
+    worst_tokens, worst_out, worst_usd = 0, 0, Decimal(0)
+    unknown = False
+    for route in routes:
+        tokens = count_input(call, counter, route.priced_as)
+        out = max_output_tokens(
+            call.request.max_tokens, route.max_output_tokens, route.context_window, tokens, default_max_output
+        )
+        if prices is not None:
+            usd = _max_usd(
+                prices,
+                call,
+                route.priced_as,
+                route.upstream.provider_id,
+                tokens,
+                out,
+                cache_writes=route.upstream.wire == "anthropic",
+            )
+            if usd is None:
+                unknown = True
+            else:
+                worst_usd = max(worst_usd, usd)
+        worst_tokens = max(worst_tokens, tokens)
+        worst_out = max(worst_out, out)
+    return Estimate(worst_tokens, worst_out, None if unknown or prices is None else worst_usd)
+
+
+def _max_usd(
+    prices: PriceBook | None,
+    call: Call,
+    model: str,
+    provider: str | None,
+    tokens: int,
+    out: int,
+    *,
+    cache_writes: bool,
+) -> Decimal | None:
+    if prices is None:
+        return None
+    try:
+        rates = prices.quote(model, provider=provider, at=call.ts).rates
+    except UnknownModelError:
+        return None
+    return max_call_cost(rates, tokens, out, cache_writes=cache_writes)
+
+
+def subject_of(call: Call, route: Route | None = None) -> Subject:
+    who = call.attribution
+    deployment = f"{route.upstream.name}/{route.upstream_model}" if route is not None else None
+    return Subject(
+        user=who.user,
+        team=who.team,
+        feature=who.feature,
+        key=who.key_id,
+        tags=who.tags,
+        model=call.model,
+        deployment=deployment,
+    )
+
+
+@dataclass(slots=True)
+class _Held:
+    """A reservation: the budgets it holds and what it reserved on each."""
+
+    id: str
+    pairs: list[tuple[Budget, str, Period]]
+    lines: list[Line]
+    engine: BudgetEngine
+    done: bool = False
+
+    def on_cost(self, cost: Cost | None, usage: Usage) -> None:
+        if self.done:
+            return
+        self.done = True
+        actual = []
+        for (budget, _, _), line in zip(self.pairs, self.lines, strict=True):
+            if budget.unit == "tokens":
+                amount = usage.input_tokens + usage.output_tokens
+            elif cost is None:
+                amount = line.amount  # unknown is not free: the reservation stands as the spend
+            else:
+                amount = usd_to_units(cost.total)
+            actual.append(replace(line, amount=amount, held=line.amount))
+        self.engine.settle_soon(self, actual)
+
+    def release(self) -> None:
+        if not self.done:
+            self.done = True
+            self.engine.release_soon(self)
+
+
+class BudgetEngine:
+    """The budgets of one runtime: their definitions (re-read from the store every few seconds, so
+    every process sees the CLI's and the admin API's changes), plans, and the store's reservations."""
+
+    def __init__(
+        self,
+        store: BudgetStore,
+        *,
+        prices: PriceBook,
+        counter: TokenCounter,
+        alerts: AlertSender | None = None,
+        plans: PlansSpec | None = None,
+        initial: Sequence[Budget] = (),
+        timezone: str = "UTC",
+        fail_open: bool = False,
+        unpriced: str = "refuse",
+        default_max_output: int = 16_384,
+        refresh_s: float = 2.0,
+        lease_s: float = 15.0,
+    ) -> None:
+        self.store = store
+        self.prices = prices
+        self.counter = counter
+        self.alerts = alerts
+        self.plans = plans
+        self.initial = list(initial)
+        self.timezone = timezone
+        self.fail_open = fail_open
+        self.unpriced = unpriced
+        self.default_max_output = default_max_output
+        self.refresh_s = refresh_s
+        self.lease_s = lease_s
+        self.budgets: list[Budget] = list(initial)
+        self.loaded = False
+        self._plan_budgets: dict[str, list[Budget]] = {}
+        if plans is not None:
+            for name, plan in plans.tiers.items():
+                self._plan_budgets[name] = [
+                    spec.to_budget("user", None, timezone, f"plan:{name}") for spec in plan.budgets
+                ]
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending: list[tuple[str, list[Line]]] = []
+        self._alerted: set[str] = set()
+        self._background: asyncio.Task[None] | None = None
+        self._periods: dict[Window, Period] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            for budget in self.initial:
+                await self.store.put_definition(budget.id, budget_to_doc(budget), only_new=True)
+            await self.store.heartbeat()
+            await self.refresh()
+        except StoreUnavailable as error:
+            log.error("budgets: the store is unreachable at start (%s); retrying in the background", error)
+        self._background = asyncio.ensure_future(self._maintain())
+
+    async def stop(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            await asyncio.gather(self._background, return_exceptions=True)
+        await self.drain()
+        try:
+            await self._retry_pending()
+            await self.store.release_all()
+        except StoreUnavailable as error:
+            log.error("budgets: could not settle or release at shutdown: %s", error)
+        if self._pending:
+            log.error("budgets: %d settlements could not be written before shutdown", len(self._pending))
+        if self.alerts is not None:
+            await self.alerts.close()
+        await self.store.close()
+
+    async def drain(self) -> None:
+        """Wait for the settlements and releases under way."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def refresh(self) -> None:
+        docs = await self.store.definitions()
+        found = []
+        for doc in docs:
+            try:
+                found.append(budget_from_doc(doc))
+            except BudgetError as error:
+                log.error("budgets: ignoring the stored budget %s: %s", doc.get("id"), error)
+        self.budgets = found
+        self.loaded = True
+
+    async def _maintain(self) -> None:
+        beat = max(0.2, min(self.refresh_s, self.lease_s / 3))
+        since_refresh = 0.0
+        while True:
+            await asyncio.sleep(beat)
+            since_refresh += beat
+            try:
+                await self.store.heartbeat()
+                await self._retry_pending()
+                if since_refresh >= self.refresh_s:
+                    since_refresh = 0.0
+                    await self.refresh()
+            except StoreUnavailable as error:
+                log.error("budgets: store unreachable: %s", error)
+            except Exception:
+                log.exception("budgets: background upkeep failed")
+
+    # -- which budgets apply ---------------------------------------------------------------------
+
+    def plan_for(self, call: Call) -> tuple[str, PlanSpec] | None:
+        if self.plans is None:
+            return None
+        name = self.plans.plan_of(call.attribution.user, call.attribution.team)
+        return (name, self.plans.tiers[name]) if name is not None else None
+
+    def covering(self, call: Call, plan: str | None) -> list[tuple[Budget, str]]:
+        subject = subject_of(call)
+        pairs = applicable(self.budgets, subject)
+        if plan is not None and subject.user is not None:
+            pairs += applicable(self._plan_budgets.get(plan, ()), subject)
+        return pairs
+
+    def plan_budgets(self) -> list[Budget]:
+        return [b for budgets in self._plan_budgets.values() for b in budgets]
+
+    # -- reserve, settle, release ------------------------------------------------------------------
+
+    def period(self, window: Window, now: datetime) -> Period:
+        """The window's period at ``now``; computed once per period (time zones are not free)."""
+        known = self._periods.get(window)
+        if known is not None and (known.start is None or known.start <= now < known.reset):  # type: ignore[operator]
+            return known
+        period = self._periods[window] = window.period(now)
+        return period
+
+    def _lines(
+        self, pairs: Sequence[tuple[Budget, str]], periods: Sequence[Period], guess: Estimate, now: datetime
+    ) -> list[Line]:
+        lines = []
+        for (budget, subject), period in zip(pairs, periods, strict=True):
+            if budget.unit == "tokens":
+                amount = guess.max_tokens
+            else:
+                amount = usd_to_units(guess.max_usd) if guess.max_usd is not None else 0
+            lines.append(_line(budget, subject, period, amount, now))
+        return lines
+
+    async def reserve(self, call: Call, pairs: list[tuple[Budget, str]], routes_of: RoutesOf) -> _Held | Result | None:
+        """A reservation, a refusal, or None (the store is down and budgets fail open)."""
+        now = datetime.now(UTC)
+        periods = [self.period(b.window, now) for b, _ in pairs]
+        guess = estimate(call, routes_of(call.model), self.counter, self.prices, self.default_max_output)
+        if guess.max_usd is None and self.unpriced == "refuse" and any(b.unit == "usd" for b, _ in pairs):
+            budget, subject = next((b, s) for b, s in pairs if b.unit == "usd")
+            message = (
+                f"no price is known for {call.model}, so its cost cannot be bounded by the budget of "
+                f"{budget.describe_limit()} for {budget.who(subject)} (budgets.unpriced: refuse)"
+            )
+            return _refusal(call, message, None)
+        lines = self._lines(pairs, periods, guess, now)
+        held = _Held(
+            f"{call.request_id}.{secrets.token_hex(4)}",
+            [(b, s, p) for (b, s), p in zip(pairs, periods, strict=True)],
+            lines,
+            self,
+        )
+        try:
+            refusal = await self.store.reserve(held.id, lines)
+        except StoreUnavailable as error:
+            return self._unavailable(call, error)
+        if refusal is None:
+            return held
+        budget, subject, period = held.pairs[refusal.index]
+        line = lines[refusal.index]
+        if budget.on_exceed == "downgrade" and budget.downgrade_to and budget.downgrade_to != call.model:
+            downgraded = await self._downgrade(call, pairs, periods, budget, routes_of, now)
+            if downgraded is not None:
+                return downgraded
+        never = line.amount > budget.limit
+        if not never:
+            self._alert_exceeded(budget, subject, period, line, refusal.spent, now)
+        return _refusal(
+            call,
+            *_refusal_text(
+                call, budget, subject, period, line, refusal.spent, refusal.reserved, never, refusal.retry_after_s, now
+            ),
+        )
+
+    async def _downgrade(
+        self,
+        call: Call,
+        pairs: list[tuple[Budget, str]],
+        periods: list[Period],
+        budget: Budget,
+        routes_of: RoutesOf,
+        now: datetime,
+    ) -> _Held | Result | None:
+        target = budget.downgrade_to
+        assert target is not None
+        routes = routes_of(target)
+        if not routes:
+            log.error("budgets: %s downgrades to %s, which this gateway does not serve", budget.id, target)
+            return None
+        original = call.model
+        call.model = target
+        guess = estimate(call, routes, self.counter, self.prices, self.default_max_output)
+        if guess.max_usd is None and self.unpriced == "refuse" and any(b.unit == "usd" for b, _ in pairs):
+            call.model = original
+            return None
+        lines = self._lines(pairs, periods, guess, now)
+        held = _Held(
+            f"{call.request_id}.{secrets.token_hex(4)}",
+            [(b, s, p) for (b, s), p in zip(pairs, periods, strict=True)],
+            lines,
+            self,
+        )
+        try:
+            refusal = await self.store.reserve(held.id, lines)
+        except StoreUnavailable as error:
+            call.model = original
+            return self._unavailable(call, error)
+        if refusal is not None:
+            call.model = original
+            return None
+        call.details["budget_downgrade"] = {"from": original, "to": target, "budget": budget.id}
+        return held
+
+    def _unavailable(self, call: Call, error: StoreUnavailable) -> Result | None:
+        if self.fail_open:
+            log.error("budgets: %s; call %s let through uncounted (budgets.fail_open: true)", error, call.request_id)
+            call.details["budget"] = "store unreachable: let through uncounted (fail_open)"
+            return None
+        message = (
+            f"budgets cannot be checked ({error}); calls a budget covers are refused until the store is back "
+            "(budgets.fail_open: false)"
+        )
+        log.error("budgets: %s; call %s refused", error, call.request_id)
+        body = error_body(call.client_api, 503, message, "api_error", "budget_store_unavailable")
+        return Result(status=503, body=body, error=message, billed=False)
+
+    def settle_soon(self, held: _Held, actual: list[Line]) -> None:
+        self._spawn(self._settle(held, actual))
+
+    def release_soon(self, held: _Held) -> None:
+        self._spawn(self._release(held.id))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, held: _Held, actual: list[Line]) -> None:
+        try:
+            after = await self.store.settle(held.id, actual)
+        except StoreUnavailable as error:
+            log.error("budgets: settling %s failed (%s); it is retried until the store answers", held.id, error)
+            self._pending.append((held.id, actual))
+            return
+        self._check_alerts(held, after)
+
+    async def _release(self, reservation: str) -> None:
+        try:
+            await self.store.release(reservation)
+        except StoreUnavailable as error:
+            log.error("budgets: releasing %s failed (%s); it lapses with this process's lease", reservation, error)
+
+    async def _retry_pending(self) -> None:
+        while self._pending:
+            reservation, lines = self._pending[0]
+            await self.store.settle(reservation, lines)
+            self._pending.pop(0)
+
+    # -- alerts ----------------------------------------------------------------------------------
+
+    def _check_alerts(self, held: _Held, after: list[int]) -> None:
+        if self.alerts is None:
+            return
+        now = datetime.now(UTC)
+        for (budget, subject, period), line, spent in zip(held.pairs, held.lines, after, strict=True):
+            if budget.limit <= 0:
+                continue
+            for threshold in budget.alert_at:
+                if Decimal(spent) >= threshold * budget.limit:
+                    self._claim_and_send(budget, subject, period, line, spent, now, threshold, "budget.threshold")
+
+    def _alert_exceeded(
+        self, budget: Budget, subject: str, period: Period, line: Line, spent: int, now: datetime
+    ) -> None:
+        if self.alerts is not None:
+            self._claim_and_send(budget, subject, period, line, spent, now, Decimal(1), "budget.exceeded")
+
+    def _claim_and_send(
+        self,
+        budget: Budget,
+        subject: str,
+        period: Period,
+        line: Line,
+        spent: int,
+        now: datetime,
+        threshold: Decimal,
+        kind: str,
+    ) -> None:
+        key = f"{line.key}{SEP}{kind}{SEP}{threshold}"
+        if key in self._alerted:
+            return
+        self._alerted.add(key)
+        if len(self._alerted) > 100_000:
+            self._alerted.clear()
+        ttl = line.ttl_s if budget.window.kind != "rolling" else budget.window.seconds
+        event = {
+            "id": f"alert_{secrets.token_hex(8)}",
+            "type": kind,
+            "budget_id": budget.id,
+            "scope": budget.scope,
+            "subject": subject,
+            "window": budget.window.describe(),
+            "period": period.key,
+            "period_start": period.start.isoformat() if period.start else None,
+            "resets_at": period.reset.isoformat() if period.reset else None,
+            "unit": budget.unit,
+            "limit": _amount_json(budget.unit, budget.limit),
+            "spent": _amount_json(budget.unit, spent),
+            "threshold": format_usd(threshold),
+            "ts": now.isoformat(timespec="microseconds"),
+        }
+        self._spawn(self._claim(key, ttl, event))
+
+    async def _claim(self, key: str, ttl: int, event: dict[str, Any]) -> None:
+        assert self.alerts is not None
+        try:
+            if await self.store.claim_alert(key, ttl):
+                self.alerts.send(event)
+        except StoreUnavailable as error:
+            self._alerted.discard(key)  # try again on a later settlement
+            log.error("budgets: could not claim alert %s: %s", key, error)
+
+    # -- plans ---------------------------------------------------------------------------------
+
+    def apply_plan(self, call: Call, name: str, plan: PlanSpec) -> Result | None:
+        call.details["plan"] = name
+        if plan.models is not None and call.model not in plan.models:
+            message = f"the {name} plan does not include {call.model}; it includes: {', '.join(plan.models) or 'none'}"
+            body = error_body(call.client_api, 403, message, "permission_error", "model_not_allowed")
+            return Result(status=403, body=body, error=message, billed=False)
+        if plan.max_tokens is not None:
+            factor = plan.urgent_factor if call.urgent else Decimal(1)
+            cap = int(plan.max_tokens * factor)
+            asked = call.request.max_tokens
+            if asked is None or asked > cap:
+                _set_max_tokens(call, cap)
+                call.details["plan_max_tokens"] = {"asked": asked, "cap": cap, "urgent": call.urgent}
+        return None
+
+
+def _set_max_tokens(call: Call, cap: int) -> None:
+    body = dict(call.body)
+    if call.client_api == "anthropic" or ("max_tokens" in body and "max_completion_tokens" not in body):
+        body["max_tokens"] = cap
+    else:
+        body["max_completion_tokens"] = cap
+        body.pop("max_tokens", None)
+    call.body = body
+    call.request = replace(call.request, max_tokens=cap)
+
+
+def _line(budget: Budget, subject: str, period: Period, amount: int, now: datetime) -> Line:
+    window = budget.window
+    if window.kind == "rolling":
+        return Line(
+            key=line_key(budget.id, subject, period.key),
+            amount=amount,
+            limit=budget.limit,
+            rolling_ms=window.seconds * 1000,
+            bucket_ms=window.bucket_seconds * 1000,
+            ttl_s=window.seconds + 2 * window.bucket_seconds + 60,
+        )
+    assert period.reset is not None
+    ttl = math.ceil((period.reset - now).total_seconds()) + _DAY
+    return Line(key=line_key(budget.id, subject, period.key), amount=amount, limit=budget.limit, ttl_s=ttl)
+
+
+def _amount_json(unit: str, units: int) -> str | int:
+    return format_usd(units_to_usd(units)) if unit == "usd" else units
+
+
+def _refusal_text(
+    call: Call,
+    budget: Budget,
+    subject: str,
+    period: Period,
+    line: Line,
+    spent: int,
+    reserved: int,
+    never: bool,
+    retry_after_s: float | None,
+    now: datetime,
+) -> tuple[str, int | None]:
+    who = budget.who(subject)
+    limit = budget.describe_limit()
+    may_cost = describe_amount(budget.unit, line.amount)
+    if never:
+        what = "use" if budget.unit == "tokens" else "cost"
+        return (
+            f"this call may {what} up to {may_cost} ({call.model}), more than the whole budget of {limit} for {who}: "
+            "it can never fit; lower max_tokens or shorten the prompt",
+            None,
+        )
+    if period.reset is not None:
+        retry = max(1, math.ceil((period.reset - now).total_seconds()))
+        when = f"it resets at {period.reset.isoformat().replace('+00:00', 'Z')}"
+    else:
+        retry = max(1, math.ceil(retry_after_s if retry_after_s is not None else budget.window.seconds))
+        at = (now + timedelta(seconds=retry)).isoformat(timespec="seconds").replace("+00:00", "Z")
+        when = f"spend leaves the rolling window from {at}"
+    in_flight = f" plus {describe_amount(budget.unit, reserved)} reserved by calls in flight" if reserved else ""
+    return (
+        f"budget exceeded: {who} has used {describe_amount(budget.unit, spent)}{in_flight} of {limit}, and this "
+        f"call may {'use' if budget.unit == 'tokens' else 'cost'} up to {may_cost}; {when}",
+        retry,
+    )
+
+
+def _refusal(call: Call, message: str, retry_after: int | None) -> Result:
+    body = error_body(call.client_api, 429, message, "budget_exceeded", "budget_exceeded")
+    headers = [(b"retry-after", str(retry_after).encode())] if retry_after is not None else []
+    return Result(status=429, body=body, headers=headers, error=message, billed=False)
+
+
+class BudgetStep:
+    """Plans, then budgets: reserve before the call goes on, settle when its cost is known."""
+
+    def __init__(self, engine: BudgetEngine, routes_of: RoutesOf) -> None:
+        self.engine = engine
+        self.routes_of = routes_of
+
+    async def __call__(self, call: Call, next_step: Next) -> Result:
+        engine = self.engine
+        plan = engine.plan_for(call)
+        if plan is not None:
+            refused = engine.apply_plan(call, *plan)
+            if refused is not None:
+                return refused
+        pairs = engine.covering(call, plan[0] if plan is not None else None)
+        if not pairs:
+            return await next_step(call)
+        held = await engine.reserve(call, pairs, self.routes_of)
+        if isinstance(held, Result):
+            return held
+        if held is None:
+            return await next_step(call)
+        call.cost_listeners.append(held.on_cost)
+        try:
+            return await next_step(call)
+        except BaseException:
+            held.release()
+            raise
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    budget: Budget
+    subject: str
+    period: str
+    spent: int
+    reserved: int
+    resets_at: datetime | None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget.limit - self.spent - self.reserved)
+
+    @property
+    def utilisation(self) -> Decimal:
+        return Decimal(self.spent) / Decimal(self.budget.limit) if self.budget.limit else Decimal(0)
+
+    def as_json(self) -> dict[str, Any]:
+        unit = self.budget.unit
+        return {
+            "id": self.budget.id,
+            "scope": self.budget.scope,
+            "subject": self.subject,
+            "window": self.budget.window.describe(),
+            "period": self.period,
+            "unit": unit,
+            "limit": _amount_json(unit, self.budget.limit),
+            "spent": _amount_json(unit, self.spent),
+            "reserved": _amount_json(unit, self.reserved),
+            "remaining": _amount_json(unit, self.remaining),
+            "utilisation": float(round(self.utilisation, 4)),
+            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
+            "on_exceed": self.budget.on_exceed,
+            "downgrade_to": self.budget.downgrade_to,
+            "source": self.budget.source,
+        }
+
+
+async def budget_status(
+    store: BudgetStore, budgets: Sequence[Budget], now: datetime | None = None
+) -> list[BudgetStatus]:
+    """Spend, reservations in flight, what remains and when it resets: for each budget, and for a
+    per-subject budget, for each subject with spend in the current window."""
+    now = now or datetime.now(UTC)
+    wanted: list[tuple[Budget, str, Period]] = []
+    for budget in budgets:
+        period = budget.window.period(now)
+        if budget.scope == "global":
+            subjects = ["*"]
+        elif budget.value is not None:
+            subjects = [budget.value]
+        else:
+            subjects = await store.subjects(budget.id, period.key)
+        wanted += [(budget, subject, period) for subject in subjects]
+    lines = [_line(b, s, p, 0, now) for b, s, p in wanted]
+    usages = await store.usage(lines) if lines else []
+    out = []
+    for (budget, subject, period), usage in zip(wanted, usages, strict=True):
+        resets = period.reset
+        if resets is None and usage.frees_at is not None:
+            resets = datetime.fromtimestamp(usage.frees_at, UTC)
+        out.append(BudgetStatus(budget, subject, period.key, usage.spent, usage.reserved, resets))
+    return out
