@@ -1,0 +1,165 @@
+"""Compression of one request body: retrieved-context pruning, whitespace normalisation and
+history trimming, in that order, with the tokens each saved.
+
+Invariants (checked by property tests): the system prompt (an Anthropic ``system`` field; OpenAI
+system and developer messages) and the last user message's own content are never dropped or
+altered; an assistant's tool call is never separated from its result; the result is a valid
+request for its API. Summarisation is done in two halves so the summary can come from a model
+call in between: ``prepare`` decides, ``finish`` applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from thrifty.core.compression.history import MESSAGE_OVERHEAD, HistoryPlan, apply_history, plan_history
+from thrifty.core.compression.retrieval import has_chunk_marks, prune_chunks
+from thrifty.core.compression.whitespace import normalise_whitespace
+from thrifty.core.compression.wire import API, is_system, last_user_index, map_texts, message_text
+
+__all__ = ["CompressionSettings", "Prepared", "compress_body", "finish", "prepare"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompressionSettings:
+    whitespace: bool = False
+    retrieval: bool = False
+    min_score: float = 0.0
+    chunk_tokens: int | None = None
+    history: bool = False
+    max_turns: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Prepared:
+    body: dict[str, Any]
+    """The body after pruning and normalisation, history not yet trimmed."""
+    api: API
+    history: HistoryPlan | None
+    saved: dict[str, int] = field(default_factory=dict)
+    """Tokens saved, by technique."""
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.saved) or self.history is not None or bool(self.notes.get("marks_stripped"))
+
+    def dropped_messages(self) -> list[Any]:
+        if self.history is None:
+            return []
+        messages = self.body["messages"]
+        return [messages[i] for i in self.history.dropped]
+
+
+def prepare(
+    body: dict[str, Any],
+    api: API,
+    settings: CompressionSettings,
+    count_text: Callable[[str], int],
+    *,
+    fixed_tokens: int = 0,
+    normalise: Callable[[str], str] = normalise_whitespace,
+) -> Prepared:
+    """``count_text`` counts a text's tokens and ``normalise`` normalises its whitespace (the caller
+    may memoise both: a conversation sends its earlier messages again with every turn);
+    ``fixed_tokens`` is what the history budget must hold besides the messages (Anthropic's
+    system prompt, tool definitions)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return Prepared(body, api, None)
+    out = body
+    saved: dict[str, int] = {}
+    notes: dict[str, Any] = {}
+    if has_chunk_marks(messages):
+        if settings.retrieval:
+            result = prune_chunks(
+                messages, api, min_score=settings.min_score, max_tokens=settings.chunk_tokens, count=count_text
+            )
+            if result.tokens_saved:
+                saved["retrieval"] = result.tokens_saved
+            notes["chunks"] = result.chunks
+            notes["chunks_dropped"] = result.dropped
+        else:
+            result = prune_chunks(messages, api, min_score=0.0, max_tokens=None, count=count_text)
+        notes["marks_stripped"] = True
+        messages = result.messages
+        out = {**body, "messages": messages}
+    if settings.whitespace:
+        messages, whitespace_saved = _normalise(messages, count_text, normalise)
+        if whitespace_saved:
+            saved["whitespace"] = whitespace_saved
+            out = {**out, "messages": messages}
+    plan = None
+    if settings.history and (settings.max_turns is not None or settings.max_tokens is not None):
+
+        def count_message(message: Any) -> int:
+            return count_text(message_text(message)) + MESSAGE_OVERHEAD if isinstance(message, dict) else 0
+
+        plan = plan_history(
+            messages,
+            api,
+            max_turns=settings.max_turns,
+            max_tokens=settings.max_tokens,
+            count=count_message,
+            fixed_tokens=fixed_tokens,
+        )
+    return Prepared(out, api, plan, saved, notes)
+
+
+def finish(prepared: Prepared, summary: str | None = None, summary_tokens: int = 0) -> dict[str, Any]:
+    """The final body: history trimmed (with the summary in place of the dropped turns, if given)."""
+    plan = prepared.history
+    if plan is None:
+        return prepared.body
+    messages = apply_history(prepared.body["messages"], plan, summary)
+    saved = plan.tokens_dropped - (summary_tokens + 2 * MESSAGE_OVERHEAD if summary else 0)
+    if saved > 0:
+        prepared.saved["history"] = saved
+    prepared.notes["messages_dropped"] = len(plan.dropped)
+    prepared.notes["turns"] = plan.turns
+    prepared.notes["turns_kept"] = plan.turns_kept
+    if summary:
+        prepared.notes["summarised"] = True
+    return {**prepared.body, "messages": messages}
+
+
+def compress_body(
+    body: dict[str, Any],
+    api: API,
+    settings: CompressionSettings,
+    count_text: Callable[[str], int],
+    *,
+    summary: str | None = None,
+    fixed_tokens: int = 0,
+) -> tuple[dict[str, Any], Prepared]:
+    """Both halves at once (no summary, or one already known)."""
+    prepared = prepare(body, api, settings, count_text, fixed_tokens=fixed_tokens)
+    summary_tokens = count_text(summary) if summary else 0
+    return finish(prepared, summary, summary_tokens), prepared
+
+
+def _normalise(
+    messages: list[Any], count_text: Callable[[str], int], normalise: Callable[[str], str]
+) -> tuple[list[Any], int]:
+    """Whitespace normalisation of every message but the system ones and the last user message."""
+    last = last_user_index(messages)
+    out: list[Any] | None = None
+    saved = 0
+    for index, message in enumerate(messages):
+        if index == last or not isinstance(message, dict) or is_system(message):
+            continue
+        changed = map_texts(message, normalise)
+        if changed is None:
+            continue
+        before = count_text(message_text(message))
+        after = count_text(message_text(changed))
+        if after >= before:
+            continue  # fewer characters but no fewer tokens: leave the message as it was
+        if out is None:
+            out = list(messages)
+        out[index] = changed
+        saved += before - after
+    return (out if out is not None else messages), saved

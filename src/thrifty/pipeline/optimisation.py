@@ -1,0 +1,379 @@
+"""Routing, compression and output caps of one runtime (the gateway's or the in-process client's),
+built once from their config sections: the tier table with each model's capabilities, window and
+prices, the compiled rules, the learned router and its embedder, the checks, and the steps.
+
+Steps, outermost first: ``CompressionStep`` -> ``OutputCapStep`` (``outer_steps``), then, after
+any cache steps, ``RouterStep`` (``router_steps``), before budgets and rate limits.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+from thrifty.config.files import ConfigError
+from thrifty.config.gateway import GatewayConfig
+from thrifty.config.routing import CompressionSpec, OptimisationSpec, OutputCapsSpec, RoutingSpec, RuleSpec
+from thrifty.core.compression.caps import PlanTable
+from thrifty.core.compression.compress import CompressionSettings
+from thrifty.core.pricing import PriceBook, UnknownModelError
+from thrifty.core.routing.checks import BUILTIN_CHECKS, AnswerCheck, refusal_check
+from thrifty.core.routing.embedding import Embedder, HashedNgrams
+from thrifty.core.routing.learned import LearnedRouter, RouterFileError
+from thrifty.core.routing.rules import Rule, RuleSet
+from thrifty.core.routing.tiers import ModelOption, TierTable
+from thrifty.core.tokens.counter import TokenCounter
+from thrifty.pipeline.call import Step
+from thrifty.pipeline.compression import CompressionStep, OutputCapStep, SummarySettings, TextCounter
+from thrifty.pipeline.dispatch import Routes
+from thrifty.pipeline.routing import ClassifierSettings, LearnedSettings, Pricer, Recorder, RouterStep
+
+__all__ = ["ModelFacts", "Optimisation", "compile_rule", "embedder_for", "load_learned_router"]
+
+ALL_CAPABILITIES = frozenset({"tools", "vision", "json", "streaming"})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What routing needs to know of a public model."""
+
+    name: str
+    priced_as: str
+    provider_id: str | None
+    capabilities: frozenset[str]
+    context_window: int | None
+
+
+def embedder_for(name: str, available: Sequence[Embedder] = ()) -> Embedder:
+    """The embedder a router file names: one of ``available`` (say, the semantic cache's, so a
+    request is embedded once), the built-in hashed n-grams, or the local sentence model."""
+    for embedder in available:
+        if embedder.name == name:
+            return embedder
+    if name.startswith("hashed-ngrams-v1:"):
+        parts = name.split(":")
+        try:
+            dim = int(parts[1])
+        except (IndexError, ValueError):
+            raise ConfigError(f"unknown embedder {name!r}") from None
+        return HashedNgrams(dim, char_ngrams=not (len(parts) > 2 and parts[2] == "words"))
+    try:
+        from thrifty.semantic.embedder import OnnxEmbedder
+    except ImportError:
+        raise ConfigError(f"the router needs the embedder {name!r}, which is not available here") from None
+    return OnnxEmbedder(name=name)
+
+
+def load_learned_router(path: Path) -> LearnedRouter:
+    try:
+        document = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such router file (make one with `thrifty router train`)") from None
+    except orjson.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not a router file: {error}") from None
+    try:
+        return LearnedRouter.from_document(document)
+    except RouterFileError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _import_check(reference: str) -> AnswerCheck:
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"routing.escalation.custom: {reference!r} is not package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+        check = getattr(module, attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"routing.escalation.custom: cannot load {reference!r}: {error}") from None
+    if not callable(check):
+        raise ConfigError(f"routing.escalation.custom: {reference!r} is not callable")
+    return check  # type: ignore[no-any-return]
+
+
+class Optimisation:
+    def __init__(
+        self,
+        *,
+        prices: PriceBook,
+        counter: TokenCounter,
+        facts_of: Callable[[str], ModelFacts],
+        tiers: TierTable | None,
+        routing: RoutingSpec | None,
+        rules: RuleSet,
+        learned: LearnedSettings | None,
+        checks: Sequence[AnswerCheck],
+        compression: CompressionSpec | None,
+        output_caps: OutputCapsSpec | None,
+    ) -> None:
+        self.prices = prices
+        self.counter = counter
+        self.facts_of = facts_of
+        self.tiers = tiers
+        self.routing = routing
+        self.rules = rules
+        self.learned = learned
+        self.checks = tuple(checks)
+        self.compression = compression
+        self.output_caps = output_caps
+        self.pricer = Pricer(prices, self._resolve)
+        self.text_counter = TextCounter(counter)
+
+    def _resolve(self, model: str) -> tuple[str, str | None]:
+        facts = self.facts_of(model)
+        return facts.priced_as, facts.provider_id
+
+    def _priced_as(self, model: str) -> str:
+        return self.facts_of(model).priced_as
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        tiers: dict[str, list[str]],
+        routing: RoutingSpec | None,
+        compression: CompressionSpec | None,
+        output_caps: OutputCapsSpec | None,
+        facts_of: Callable[[str], ModelFacts],
+        prices: PriceBook,
+        counter: TokenCounter,
+        base_dir: Path,
+        extra_checks: Sequence[AnswerCheck] = (),
+        embedders: Sequence[Embedder] = (),
+    ) -> Optimisation | None:
+        """None when none of the sections asks for anything."""
+        compression_on = compression is not None and compression.active
+        if routing is None and not compression_on and output_caps is None:
+            return None
+        table: TierTable | None = None
+        rules = RuleSet(())
+        learned: LearnedSettings | None = None
+        checks: list[AnswerCheck] = []
+        if routing is not None:
+            table = _tier_table(tiers, facts_of, prices)
+            index = {name: i for i, name in enumerate(tiers)}
+            rules = RuleSet([compile_rule(spec, i, index[spec.tier]) for i, spec in enumerate(routing.rules)])
+            if routing.learned is not None:
+                path = Path(routing.learned.path)
+                router = load_learned_router(path if path.is_absolute() else base_dir / path)
+                thresholds = tuple(routing.learned.thresholds or (router.threshold,))
+                embedder = embedder_for(router.embedder, embedders)
+                if embedder.dim != router.dim:
+                    raise ConfigError(
+                        f"the router was trained on {router.dim} dimensions, {embedder.name} gives {embedder.dim}"
+                    )
+                learned = LearnedSettings(router, embedder, thresholds)
+            escalation = routing.escalation
+            if escalation.enabled:
+                for name in escalation.checks:
+                    check = BUILTIN_CHECKS[name]
+                    if name == "refusal" and escalation.refusal_patterns:
+                        check = refusal_check(escalation.refusal_patterns)
+                    checks.append(check)
+                checks += [_import_check(reference) for reference in escalation.custom]
+                checks += list(extra_checks)
+        return cls(
+            prices=prices,
+            counter=counter,
+            facts_of=facts_of,
+            tiers=table,
+            routing=routing,
+            rules=rules,
+            learned=learned,
+            checks=checks,
+            compression=compression if compression_on else None,
+            output_caps=output_caps,
+        )
+
+    @classmethod
+    def for_gateway(
+        cls,
+        config: GatewayConfig,
+        routes: Routes,
+        prices: PriceBook,
+        counter: TokenCounter,
+        base_dir: Path,
+        embedders: Sequence[Embedder] = (),
+    ) -> Optimisation | None:
+        """From the gateway config; a model's capabilities, window and price come from its route."""
+        facts: dict[str, ModelFacts] = {}
+        for name in routes.names():
+            route = routes.get(name)
+            assert route is not None
+            facts[name] = ModelFacts(
+                name, route.priced_as, route.upstream.provider_id, route.capabilities, route.context_window
+            )
+
+        def facts_of(name: str) -> ModelFacts:
+            found = facts.get(name)
+            return found if found is not None else ModelFacts(name, name, None, ALL_CAPABILITIES, None)
+
+        return cls.build(
+            tiers=config.tiers,
+            routing=config.routing,
+            compression=config.compression,
+            output_caps=config.output_caps,
+            facts_of=facts_of,
+            prices=prices,
+            counter=counter,
+            base_dir=base_dir,
+            embedders=embedders,
+        )
+
+    @classmethod
+    def in_process(
+        cls,
+        spec: OptimisationSpec,
+        prices: PriceBook,
+        counter: TokenCounter,
+        *,
+        checks: Sequence[AnswerCheck] = (),
+        base_dir: Path | None = None,
+    ) -> Optimisation | None:
+        """For the in-process client: every model is served by the wrapped SDK's own endpoint, and
+        what routing knows of a model (window, price, provider) comes from the price catalogue."""
+        known: dict[str, ModelFacts] = {}
+
+        def facts_of(name: str) -> ModelFacts:
+            facts = known.get(name)
+            if facts is None:
+                try:
+                    quote = prices.quote(name)
+                    provider, window = quote.provider, quote.context_window
+                except UnknownModelError:
+                    provider, window = None, None
+                facts = known[name] = ModelFacts(name, name, provider, ALL_CAPABILITIES, window)
+            return facts
+
+        return cls.build(
+            tiers=spec.tiers,
+            routing=spec.routing,
+            compression=spec.compression,
+            output_caps=spec.output_caps,
+            facts_of=facts_of,
+            prices=prices,
+            counter=counter,
+            base_dir=base_dir if base_dir is not None else Path.cwd(),
+            extra_checks=checks,
+        )
+
+    def steps(self, record: Recorder) -> list[Step]:
+        """All of them, in order (for a pipeline with no cache steps between)."""
+        return self.outer_steps(record) + self.router_steps(record)
+
+    def outer_steps(self, record: Recorder) -> list[Step]:
+        """Compression, then output caps (inside the caches: a cached answer needs neither)."""
+        steps: list[Step] = []
+        spec = self.compression
+        if spec is not None:
+            history = spec.history if spec.history is not None and spec.history.enabled else None
+            retrieval = spec.retrieval if spec.retrieval is not None and spec.retrieval.enabled else None
+            settings = CompressionSettings(
+                whitespace=spec.whitespace is not None and spec.whitespace.enabled,
+                retrieval=retrieval is not None,
+                min_score=retrieval.min_score if retrieval is not None else 0.0,
+                chunk_tokens=retrieval.max_tokens if retrieval is not None else None,
+                history=history is not None,
+                max_turns=history.max_turns if history is not None else None,
+                max_tokens=history.max_tokens if history is not None else None,
+            )
+            summary = None
+            if history is not None and history.summarise is not None:
+                s = history.summarise
+                summary = SummarySettings(s.model, s.max_tokens, s.prompt, s.cache_entries)
+            steps.append(
+                CompressionStep(
+                    settings,
+                    counter=self.text_counter,
+                    pricer=self.pricer,
+                    record=record,
+                    priced_as=self._priced_as,
+                    summary=summary,
+                )
+            )
+        caps = self.output_caps
+        if caps is not None:
+            table = PlanTable(
+                plans=caps.plans,
+                default_plan=caps.default_plan,
+                keys=caps.keys,
+                users=caps.users,
+                teams=caps.teams,
+                features=caps.features,
+                urgency=caps.urgency,
+            )
+            steps.append(
+                OutputCapStep(
+                    table, plan_header=caps.plan_header, concise=caps.concise_instruction if caps.concise else None
+                )
+            )
+        return steps
+
+    def router_steps(self, record: Recorder) -> list[Step]:
+        spec = self.routing
+        if spec is None or self.tiers is None:
+            return []
+        classifier = None
+        if spec.classifier is not None:
+            c = spec.classifier
+            classifier = ClassifierSettings(c.model, c.prompt, c.max_tokens, c.max_input_chars)
+        default = self.tiers.index(spec.default_tier) if spec.default_tier is not None else 0
+        return [
+            RouterStep(
+                tiers=self.tiers,
+                policies=spec.policies,
+                rules=self.rules,
+                default_tier=default or 0,
+                shadow=spec.shadow,
+                upgrade=spec.upgrade,
+                pinned=frozenset(spec.pinned_models),
+                expected_output_tokens=spec.expected_output_tokens,
+                counter=self.counter,
+                pricer=self.pricer,
+                record=record,
+                priced_as=self._priced_as,
+                classifier=classifier,
+                learned=self.learned,
+                checks=self.checks,
+                check_streams=spec.escalation.streams,
+                max_escalations=spec.escalation.max_steps,
+            )
+        ]
+
+
+def _tier_table(tiers: dict[str, list[str]], facts_of: Callable[[str], ModelFacts], prices: PriceBook) -> TierTable:
+    options = []
+    for tier, (_, names) in enumerate(tiers.items()):
+        for name in names:
+            facts = facts_of(name)
+            inp: Decimal | None = None
+            out: Decimal | None = None
+            try:
+                rates = prices.quote(facts.priced_as, provider=facts.provider_id).rates
+                inp, out = rates.input.per_mtok, rates.output.per_mtok
+            except UnknownModelError:
+                pass
+            options.append(ModelOption(name, tier, facts.capabilities, facts.context_window, inp, out))
+    return TierTable(list(tiers), options)
+
+
+def compile_rule(spec: RuleSpec, position: int, tier: int) -> Rule:
+    return Rule.build(
+        spec.name or f"#{position + 1}",
+        tier,
+        keywords=spec.keywords,
+        regex=spec.regex,
+        min_prompt_tokens=spec.min_prompt_tokens,
+        max_prompt_tokens=spec.max_prompt_tokens,
+        min_context_tokens=spec.min_context_tokens,
+        max_context_tokens=spec.max_context_tokens,
+        has_code=spec.has_code,
+        features=spec.features,
+        tags=spec.tags,
+        capabilities=spec.capabilities,
+    )
