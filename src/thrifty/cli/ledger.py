@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from thrifty.cli.budgets import budget_report, print_budget_report
 from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, parse_when, price_book, usd
 from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing import format_usd
@@ -54,8 +55,22 @@ def _open_existing(url: str) -> LedgerStore:
 )
 @click.option("--since", "since_text", metavar="DATE", help="From this date or time (UTC), inclusive.")
 @click.option("--until", "until_text", metavar="DATE", help="Up to this date or time (UTC), exclusive.")
+@click.option(
+    "--budgets",
+    "budgets_url",
+    default=None,
+    envvar="THRIFTY_BUDGETS_URL",
+    help="The budget store to report utilisation from (default: budgets.db beside a SQLite ledger).",
+)
 @json_option
-def report(ledger_url: str | None, groups: str, since_text: str | None, until_text: str | None, as_json: bool) -> None:
+def report(
+    ledger_url: str | None,
+    groups: str,
+    since_text: str | None,
+    until_text: str | None,
+    as_json: bool,
+    budgets_url: str | None = None,
+) -> None:
     """Totals from the ledger: calls, tokens and cost by model, feature, user and day."""
     wanted = [g.strip() for g in groups.split(",") if g.strip()]
     unknown = [g for g in wanted if g not in GROUPINGS]
@@ -75,6 +90,7 @@ def report(ledger_url: str | None, groups: str, since_text: str | None, until_te
         store.close()
     overall = _overall(next(iter(sections.values())))
     hits = {t.key: t.calls for t in caching}
+    budget_rows = budget_report(url, budgets_url)
     if as_json:
         emit_json(
             {
@@ -85,6 +101,7 @@ def report(ledger_url: str | None, groups: str, since_text: str | None, until_te
                 "cache": hits,
                 "savings_usd": {k: format_usd(v) for k, v in savings.items()},
                 "by": {g: [_totals_json(t) for t in rows] for g, rows in sections.items()},
+                "budgets": budget_rows,
             }
         )
         return
@@ -104,6 +121,7 @@ def report(ledger_url: str | None, groups: str, since_text: str | None, until_te
                 f"  {t.key or '(none)':<32}{t.calls:>9,}{t.input_tokens:>14,}{t.cache_read_tokens:>14,}"
                 f"{t.output_tokens:>12,}{usd(t.cost_usd):>16}{unpriced}"
             )
+    print_budget_report(budget_rows)
 
 
 def _print_savings(overall: Totals, hits: dict[str | None, int], savings: dict[str, Decimal]) -> None:

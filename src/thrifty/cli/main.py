@@ -10,12 +10,16 @@ from importlib.metadata import version
 
 import click
 
+from thrifty.cli.budgets import budgets
 from thrifty.cli.cache import cache
+from thrifty.cli.cache_eval import cache_calibrate
 from thrifty.cli.config_cmd import config
 from thrifty.cli.estimate import estimate
+from thrifty.cli.evaluate import evaluate
 from thrifty.cli.keys import keys
 from thrifty.cli.ledger import demo, report
 from thrifty.cli.pricing import models, price
+from thrifty.cli.routing import router
 from thrifty.cli.serve import serve
 from thrifty.cli.simulate import simulate
 from thrifty.cli.tokens import count
@@ -29,8 +33,11 @@ def cli() -> None:
     """thrifty: an LLM cost gateway -- exact token counts and prices, and a ledger of every call."""
 
 
-for command in (serve, simulate, count, price, estimate, models, report, keys, config, demo, cache):
+for command in (serve, simulate, count, price, estimate, models, report, keys, config, demo, cache, budgets):
     cli.add_command(command)
+cli.add_command(router)  # thrifty router train
+cli.add_command(evaluate)  # thrifty eval cache | router
+cache.add_command(cache_calibrate)  # thrifty cache calibrate
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ To share one ledger writer and HTTP pool among several clients, make a ``Thrifty
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,15 +30,36 @@ class Thrifty:
     """One in-process runtime: a ledger, a price book, an HTTP pool. Wrap any number of clients."""
 
     def __init__(
-        self, *, ledger: str | None = None, journal_dir: str | Path | None = None, prices: str | Path | None = None
+        self,
+        *,
+        ledger: str | None = None,
+        journal_dir: str | Path | None = None,
+        prices: str | Path | None = None,
+        limits: str | Path | dict[str, Any] | None = None,
+        optimise: str | Path | dict[str, Any] | None = None,
+        checks: Sequence[Callable[[Any], str | None]] = (),
     ) -> None:
+        """``limits``: budgets, plans and rate limits (a YAML file, or a mapping, with the gateway
+        config's ``budgets:``, ``plans:`` and ``rate_limits:`` sections; env: THRIFTY_LIMITS).
+        ``optimise``: routing, compression and output caps (a YAML file or a mapping with the
+        gateway config's ``tiers:``, ``routing:``, ``compression:`` and ``output_caps:``);
+        ``checks``: your own escalation checks, each taking a ``thrifty.core.routing.Answer`` and
+        returning why it fails (or None)."""
+        from thrifty.config.budgets import load_limits_config
         from thrifty.config.prices import load_price_book
+        from thrifty.config.routing import load_optimisation_spec
 
         home = Path(os.environ.get("THRIFTY_HOME", ".thrifty"))
         url = ledger or os.environ.get("THRIFTY_LEDGER_URL") or f"sqlite:///{home / 'thrifty.db'}"
         journal = Path(journal_dir) if journal_dir is not None else _journal_beside(url, home)
+        limits_source = limits if limits is not None else os.environ.get("THRIFTY_LIMITS")
         self.runtime = InProcessRuntime(
-            ledger_url=url, journal_dir=journal, prices=load_price_book(prices or os.environ.get("THRIFTY_PRICES"))
+            ledger_url=url,
+            journal_dir=journal,
+            prices=load_price_book(prices or os.environ.get("THRIFTY_PRICES")),
+            limits=load_limits_config(limits_source) if limits_source else None,
+            optimise=load_optimisation_spec(optimise) if optimise is not None else None,
+            checks=checks,
         )
 
     def wrap(

@@ -9,17 +9,23 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
+from thrifty.config.budgets import LimitsConfig, budget_store_url
+from thrifty.config.routing import OptimisationSpec
 from thrifty.core.pricing import PriceBook
+from thrifty.core.routing.checks import AnswerCheck
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline import Call, Pipeline, Result
 from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
+from thrifty.pipeline.limits import Limits
+from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.record import RecordStep
 from thrifty.providers.upstream import new_session
 from thrifty.stores.ledger import LedgerWriter, open_ledger
@@ -41,6 +47,9 @@ class InProcessRuntime:
         journal_dir: Path,
         prices: PriceBook,
         policy: RetryPolicy = _DEFAULT_POLICY,
+        limits: LimitsConfig | None = None,
+        optimise: OptimisationSpec | None = None,
+        checks: Sequence[AnswerCheck] = (),
     ) -> None:
         self.prices = prices
         self.counter = TokenCounter()
@@ -49,10 +58,26 @@ class InProcessRuntime:
         self.writer.start()
         self.policy = policy
         self._record = RecordStep(prices, self.writer, self.counter)
+        # Compression, output caps and routing, as in the gateway (built once; no cache steps here).
+        optimisation = Optimisation.in_process(optimise, prices, self.counter, checks=checks) if optimise else None
+        self._optimised = optimisation.steps(self._record.record) if optimisation is not None else []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="thrifty-client-loop", daemon=True)
         self._thread.start()
         self._session: aiohttp.ClientSession = self.submit(self._new_session()).result()
+        self.limits: Limits | None = None
+        if limits is not None:  # budgets, plans and rate limits, as in the gateway
+            self.limits = Limits.build(
+                store_url=budget_store_url(limits.budgets, None, ledger_url),
+                budgets=limits.budgets,
+                plans=limits.plans,
+                rate_limits=limits.rate_limits,
+                admin=None,
+                prices=prices,
+                counter=self.counter,
+                writer=self.writer,
+            )
+            self.submit(self.limits.start()).result()
         self._closed = False
         atexit.register(self.close)
 
@@ -65,8 +90,24 @@ class InProcessRuntime:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     async def _run(self, call: Call, route: Route) -> Result:
-        dispatcher = Dispatcher(Routes([route]), self._session, self.policy, self.counter)
-        return await Pipeline([self._record], dispatcher).run(call)
+        if self.limits is None and not self._optimised:
+            dispatcher = Dispatcher(Routes([route]), self._session, self.policy, self.counter)
+            return await Pipeline([self._record], dispatcher).run(call)
+
+        def routes_of(model: str) -> list[Route]:
+            # The SDK's own endpoint serves any model it names (a budget may downgrade the call).
+            same = model == route.name
+            return [route if same else replace(route, name=model, upstream_model=model, priced_as=model)]
+
+        pacer = self.limits.pacer if self.limits is not None else None
+
+        async def dispatch(call: Call) -> Result:
+            return await Dispatcher(
+                Routes(routes_of(call.model)), self._session, self.policy, self.counter, pacer=pacer
+            )(call)
+
+        limit_steps = self.limits.steps(routes_of) if self.limits is not None else []
+        return await Pipeline([self._record, *self._optimised, *limit_steps], dispatch).run(call)
 
     def run(self, call: Call, route: Route) -> Future[Result]:
         return self.submit(self._run(call, route))
@@ -93,6 +134,8 @@ class InProcessRuntime:
             return
         self._closed = True
         try:
+            if self.limits is not None:
+                self.submit(self.limits.stop()).result(timeout=15)
             self.submit(self._session.close()).result(timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -10,9 +10,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from thrifty.config.budgets import AdminSpec, BudgetsSpec, PlansSpec, RateLimitsSpec, check_references
 from thrifty.config.cache import CacheSpec
 from thrifty.config.files import ConfigError, describe_validation_error, load_document
 from thrifty.config.prices import DefaultPrice, ModelPrice
+from thrifty.config.routing import CompressionSpec, OutputCapsSpec, RoutingSpec
+from thrifty.config.routing import check_references as check_routing_references
 
 __all__ = [
     "GatewayConfig",
@@ -187,6 +190,29 @@ class GatewayConfig(_Strict):
     prices: str | PricesSpec | None = None
     """A price-override file's path (relative to this file), or the overrides inline."""
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    budgets: BudgetsSpec = Field(default_factory=BudgetsSpec)
+    plans: PlansSpec | None = None
+    rate_limits: RateLimitsSpec = Field(default_factory=RateLimitsSpec)
+    admin: AdminSpec = Field(default_factory=AdminSpec)
+    tiers: dict[str, list[str]] = Field(default_factory=dict)
+    """Models by tier, cheapest tier first, e.g. ``{small: [gpt-4o-mini], large: [gpt-4o]}``."""
+    routing: RoutingSpec | None = None
+    compression: CompressionSpec | None = None
+    output_caps: OutputCapsSpec | None = None
+
+    @model_validator(mode="after")
+    def _routing_names_resolve(self) -> GatewayConfig:
+        problem = check_routing_references(self.tiers, self.routing, self.compression, [m.name for m in self.models])
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _limits_name_served_models(self) -> GatewayConfig:
+        problems = check_references(self.budgets, self.plans, [m.name for m in self.models])
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _references_resolve(self) -> GatewayConfig:

@@ -105,6 +105,10 @@ class Gateway:
                 await json_response(
                     send, 200 if ready else 503, {"ready": ready, "checks": why}, [_id_header(request_id)]
                 )
+            elif path.startswith("/admin/budgets"):
+                from thrifty.gateway.admin import handle_admin
+
+                await handle_admin(self.runtime, scope, receive, send, request_id)
             else:
                 raise Rejection(404, f"no route {method} {path}", kind="not_found_error", code="not_found")
         except Rejection as rejection:

@@ -84,6 +84,14 @@ def cache_headers(scope: Scope) -> tuple[str | None, str | None]:
     return directive, version
 
 
+def _urgent(scope: Scope) -> bool:
+    """``x-thrifty-urgent: 1`` (or true, yes): a plan may allow the call a larger max_tokens cap."""
+    for key, value in scope["headers"]:
+        if key == b"x-thrifty-urgent":
+            return bytes(value).strip().lower() in (b"1", b"true", b"yes")
+    return False
+
+
 def _tags(headers: dict[bytes, bytes]) -> tuple[str, ...]:
     raw = headers.get(b"x-thrifty-tags")
     if raw is None:
@@ -121,6 +129,26 @@ def attribution(scope: Scope, body: dict[str, Any], client: ClientAPI, key: KeyI
     )
 
 
+_HINT_HEADERS = {
+    b"x-thrifty-tier": "tier",
+    b"x-thrifty-route": "route",
+    b"x-thrifty-plan": "plan",
+    b"x-thrifty-urgency": "urgency",
+}
+
+
+def _hints(scope: Scope) -> dict[str, str]:
+    """The routing and output-cap directives (``x-thrifty-tier``, ``-route``, ``-plan``, ``-urgency``)."""
+    hints: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        name = _HINT_HEADERS.get(key) if key[:10] == b"x-thrifty-" else None
+        if name is not None:
+            text = bytes(value).decode("latin-1").strip()
+            if text:
+                hints[name] = text[:_MAX_LABEL]
+    return hints
+
+
 def build_call(
     scope: Scope,
     body: dict[str, Any],
@@ -145,6 +173,8 @@ def build_call(
         request_id=request_id,
         cache_directive=directive,
         cache_version=version,
+        urgent=_urgent(scope),
+        hints=_hints(scope),
         client_api=client,
         body=body,
         request=request,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
+from thrifty.config.budgets import budget_store_url
 from thrifty.config.files import ConfigError, load_document
 from thrifty.config.gateway import GatewayConfig, PricesSpec
 from thrifty.config.prices import price_book_from_document
@@ -20,6 +21,8 @@ from thrifty.pipeline import Pipeline
 from thrifty.pipeline.cache import ExactCacheStep
 from thrifty.pipeline.call import Step
 from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
+from thrifty.pipeline.limits import Limits
+from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.record import RecordStep
 from thrifty.providers.upstream import Upstream, new_session
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
@@ -87,6 +90,10 @@ class Runtime:
     session: aiohttp.ClientSession | None = None
     dispatcher: Dispatcher | None = None
     response_cache: ResponseCache | None = None
+    limits: Limits | None = None
+    """Budgets, plans and rate limits (see ``pipeline.limits``)."""
+    optimisation: Optimisation | None = None
+    """Routing, compression and output caps (see ``pipeline.optimisation``)."""
     pipeline: Pipeline | None = None
     started: bool = field(default=False)
 
@@ -108,14 +115,26 @@ class Runtime:
         counter = TokenCounter(encodings)
         for model in config.models:
             counter.encoding_for(model.priced_as)  # load vocabularies now, not on a first request
+        routes = build_routes(config, prices)
         return cls(
             config=config,
             prices=prices,
-            routes=build_routes(config, prices),
+            routes=routes,
+            optimisation=Optimisation.for_gateway(config, routes, prices, counter, base_dir),
             counter=counter,
             ledger=ledger,
             writer=writer,
             keys=KeyCache(open_keys(config.storage.ledger)),
+            limits=Limits.build(
+                store_url=budget_store_url(config.budgets, config.storage.redis, config.storage.ledger),
+                budgets=config.budgets,
+                plans=config.plans,
+                rate_limits=config.rate_limits,
+                admin=config.admin,
+                prices=prices,
+                counter=counter,
+                writer=writer,
+            ),
         )
 
     async def start(self) -> None:
@@ -138,13 +157,17 @@ class Runtime:
             policy,
             self.counter,
             prompt_breakpoints=self.config.cache.prompt.anthropic_breakpoints,
+            pacer=self.limits.pacer if self.limits is not None else None,
         )
+        if self.limits is not None:
+            await self.limits.start()
         self.pipeline = Pipeline(self._steps(), self.dispatcher)
         self.started = True
 
     def _steps(self) -> list[Step]:
         """The pipeline, outermost first (see the README for what each step does)."""
-        steps: list[Step] = [RecordStep(self.prices, self.writer, self.counter)]
+        record = RecordStep(self.prices, self.writer, self.counter)
+        steps: list[Step] = [record]
         cache = self.config.cache
         if cache.exact.enabled:
             storage = self.config.storage
@@ -154,12 +177,19 @@ class Runtime:
                 else LocalCache(storage.local_cache_path(), cache.exact.memory_entries)
             )
             steps.append(ExactCacheStep(self.response_cache, cache.exact, self.prices))
+        if self.optimisation is not None:
+            steps += self.optimisation.outer_steps(record.record)  # compression, output caps
+            steps += self.optimisation.router_steps(record.record)
+        if self.limits is not None:
+            steps += self.limits.steps(self.routes.chain)  # budgets, then rate limits: innermost
         return steps
 
     async def stop(self) -> None:
         if self.response_cache is not None:
             await self.response_cache.close()
         await self.keys.stop()
+        if self.limits is not None:
+            await self.limits.stop()  # settles what is in flight, releases the rest
         if self.session is not None:
             await self.session.close()
         self.writer.close(timeout=10.0)

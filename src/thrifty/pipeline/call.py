@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from thrifty.core.messages import ChatRequest
+from thrifty.core.pricing.rates import Cost
 from thrifty.core.usage import Usage
 
-__all__ = ["Attribution", "Call", "Next", "Result", "Step", "StreamState"]
+__all__ = ["Attribution", "Call", "CostListener", "Next", "Result", "Step", "StreamState"]
 
 ClientAPI = Literal["openai", "anthropic"]
 
@@ -58,6 +59,19 @@ class Call:
     counterfactual_cost: Decimal | None = None
     savings: dict[str, Decimal] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    urgent: bool = False
+    """``x-thrifty-urgent``: a plan may allow such calls a larger max_tokens cap."""
+    input_tokens: dict[str, int] = field(default_factory=dict)
+    """The request's input tokens, counted once per model by the first step that needs them."""
+    cost_listeners: list[CostListener] = field(default_factory=list)
+    """Told the call's cost and usage once the record step knows them (a stream: when it ends)."""
+    hints: dict[str, str] = field(default_factory=dict)
+    """Routing and output-cap directives from the ``x-thrifty-tier``, ``-route`` (off, shadow),
+    ``-plan`` and ``-urgency`` headers, keyed without the prefix; thrifty's own calls (a classifier,
+    a summary) carry ``route: internal``, ``caps: off`` and ``compress: off``."""
+    embeddings: dict[str, Any] = field(default_factory=dict)
+    """The last user message's embedding by embedder name: computed once, by whichever step
+    (semantic cache, learned router) needs it first."""
 
 
 @dataclass(slots=True)
@@ -102,6 +116,8 @@ class Result:
 
 
 Next = Callable[[Call], Awaitable[Result]]
+CostListener = Callable[[Cost | None, Usage], None]
+"""Called with the recorded cost (None: unknown) and usage of a call."""
 
 
 class Step(Protocol):

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -78,6 +78,14 @@ class Routes:
         return chain
 
 
+class Pacer(Protocol):
+    """Holds calls back by a provider's rate-limit headers (see ``pipeline.ratelimit``)."""
+
+    async def before(self, call: Call, route: Route) -> None: ...
+
+    def observe(self, route: Route, headers: Mapping[str, str]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     attempts: int
@@ -110,6 +118,7 @@ class Dispatcher:
         random_source: Callable[[], float] = random.random,
         sleep: Callable[[float], Any] = asyncio.sleep,
         prompt_breakpoints: bool = True,
+        pacer: Pacer | None = None,
     ) -> None:
         self.routes = routes
         self.session = session
@@ -118,6 +127,7 @@ class Dispatcher:
         self.random = random_source
         self.sleep = sleep
         self.prompt_breakpoints = prompt_breakpoints
+        self.pacer = pacer
         # One timeout object each way, not one a request.
         self._whole_timeout = aiohttp.ClientTimeout(
             total=policy.attempt_timeout, sock_connect=policy.connect_timeout, sock_read=policy.attempt_timeout
@@ -197,6 +207,8 @@ class Dispatcher:
             note: dict[str, Any] = {"model": route.name, "provider": route.upstream.name}
             attempts.append(note)
             timeout = self._stream_timeout if call.stream else self._whole_timeout
+            if self.pacer is not None:
+                await self.pacer.before(call, route)  # the provider's own limits, from its last headers
             try:
                 response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -206,6 +218,8 @@ class Dispatcher:
                 if attempt + 1 < policy.attempts:
                     await self.sleep(backoff_delay(attempt, policy.backoff_base, policy.backoff_max, self.random))
                 continue
+            if self.pacer is not None:
+                self.pacer.observe(route, response.headers)
             if response.status == 200:
                 note.update(status=200)
                 if call.stream:

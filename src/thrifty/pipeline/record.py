@@ -48,6 +48,15 @@ class RecordStep:
         self._record(call, result, usage, cost, estimated, status=_status(result), error=result.error)
         return result
 
+    def record(self, call: Call, result: Result, *, status: str | None = None) -> None:
+        """Price and record a result that the pipeline does not return to the client: a call a
+        step made of its own (a routing classifier, a summary), or an answer replaced by another
+        (escalation). A stream must have been read to its end."""
+        state = result.stream_state
+        usage, estimated = self._usage(call, result, "".join(state.output_text) if state else result.output_text)
+        cost = self._cost(call, result, usage)
+        self._record(call, result, usage, cost, estimated, status=status or _status(result), error=result.error)
+
     async def _recorded_stream(self, call: Call, result: Result, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         state = result.stream_state
         assert state is not None
@@ -146,6 +155,11 @@ class RecordStep:
         error: str | None,
     ) -> None:
         now = time.perf_counter()
+        for listener in call.cost_listeners:  # budgets settle here, with the ledger's own figures
+            try:
+                listener(cost, usage)
+            except Exception:
+                log.exception("a cost listener failed for call %s", call.request_id)
         first = result.stream_state.first_token_at if result.stream_state is not None else result.first_byte_at
         details: dict[str, Any] = dict(call.details)
         if estimated:
@@ -156,7 +170,7 @@ class RecordStep:
             details["finish_reason"] = result.stream_state.finish_reason
         attribution = call.attribution
         record = LedgerRecord(
-            requested_model=call.model,
+            requested_model=call.request.model,  # call.model is what served (routing may change it)
             ts=call.ts,
             request_id=call.request_id,
             user=attribution.user,
