@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.support.shared_data import shared_data
 from thrifty.cli.routing import eval_router, router
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing-outcomes" / "gsm8k.csv"
+GSM8K = shared_data("routing-outcomes/gsm8k.csv")
 
 
 @pytest.fixture(scope="module")
