@@ -36,7 +36,7 @@ from tests.support.budgets import clear_prefix, redis_namespace
 from tests.support.gateway import RunningGateway, running_gateway
 from thrifty.core.budgets import Budget, Window, budget_from_doc, usd_to_units
 from thrifty.core.ledger import LedgerRecord
-from thrifty.pipeline.budget import budget_status
+from thrifty.pipeline.budget_status import budget_status
 from thrifty.stores.budgets import open_budget_store
 from thrifty.stores.ledger import open_ledger
 

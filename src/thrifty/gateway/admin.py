@@ -23,7 +23,7 @@ from thrifty.config.budgets import BudgetSpec
 from thrifty.config.files import describe_validation_error
 from thrifty.core.budgets import budget_to_doc
 from thrifty.gateway.runtime import Runtime
-from thrifty.pipeline.budget import budget_status
+from thrifty.pipeline.budget_status import budget_status
 from thrifty.stores.budgets import StoreUnavailable
 from thrifty.web.asgi import BodyTooLarge, Receive, Scope, Send, header, json_response, read_body
 

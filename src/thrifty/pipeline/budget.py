@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,124 +24,29 @@ from thrifty.core.budgets import (
     Budget,
     BudgetError,
     Period,
-    Subject,
     Window,
     applicable,
     budget_from_doc,
     budget_to_doc,
     describe_amount,
-    max_call_cost,
-    max_output_tokens,
     units_to_usd,
     usd_to_units,
 )
-from thrifty.core.pricing import Cost, PriceBook, UnknownModelError, format_usd
+from thrifty.core.pricing import Cost, PriceBook, format_usd
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.alerts import AlertSender
+from thrifty.pipeline.budget_estimate import Estimate, RoutesOf, estimate, subject_of
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.dispatch import Route
 from thrifty.stores.budgets import BudgetStore, Line, StoreUnavailable, line_key
 from thrifty.stores.budgets.base import SEP
 
-__all__ = ["BudgetEngine", "BudgetStatus", "BudgetStep", "Estimate", "RoutesOf", "budget_status", "estimate"]
+__all__ = ["BudgetEngine", "BudgetStep", "RoutesOf", "estimate"]
 
 log = logging.getLogger("thrifty.budgets")
 
-RoutesOf = Callable[[str], Sequence[Route]]
-"""A public model's routes: the model, then its fallbacks (the call may be served by any)."""
-
 _DAY = 86_400
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """The most a call can use: its input tokens, its output bound, and the dearest of its routes."""
-
-    input_tokens: int
-    max_output: int
-    max_usd: Decimal | None
-    """None: a route's price is unknown."""
-
-    @property
-    def max_tokens(self) -> int:
-        return self.input_tokens + self.max_output
-
-
-def count_input(call: Call, counter: TokenCounter, model: str) -> int:
-    tokens = call.input_tokens.get(model)
-    if tokens is None:
-        tokens = call.input_tokens[model] = counter.count_request(call.request, model).input_tokens
-    return tokens
-
-
-def estimate(
-    call: Call, routes: Sequence[Route], counter: TokenCounter, prices: PriceBook | None, default_max_output: int
-) -> Estimate:
-    """The worst case over the routes the call may take (its model and the fallbacks)."""
-    if not routes:
-        tokens = count_input(call, counter, call.model)
-        out = max_output_tokens(call.request.max_tokens, None, None, tokens, default_max_output)
-        usd = _max_usd(prices, call, call.model, None, tokens, out, cache_writes=call.client_api == "anthropic")
-        return Estimate(tokens, out, usd)
-    worst_tokens, worst_out, worst_usd = 0, 0, Decimal(0)
-    unknown = False
-    for route in routes:
-        tokens = count_input(call, counter, route.priced_as)
-        out = max_output_tokens(
-            call.request.max_tokens, route.max_output_tokens, route.context_window, tokens, default_max_output
-        )
-        if prices is not None:
-            usd = _max_usd(
-                prices,
-                call,
-                route.priced_as,
-                route.upstream.provider_id,
-                tokens,
-                out,
-                cache_writes=route.upstream.wire == "anthropic",
-            )
-            if usd is None:
-                unknown = True
-            else:
-                worst_usd = max(worst_usd, usd)
-        worst_tokens = max(worst_tokens, tokens)
-        worst_out = max(worst_out, out)
-    return Estimate(worst_tokens, worst_out, None if unknown or prices is None else worst_usd)
-
-
-def _max_usd(
-    prices: PriceBook | None,
-    call: Call,
-    model: str,
-    provider: str | None,
-    tokens: int,
-    out: int,
-    *,
-    cache_writes: bool,
-) -> Decimal | None:
-    if prices is None:
-        return None
-    try:
-        rates = prices.quote(model, provider=provider, at=call.ts).rates
-    except UnknownModelError:
-        return None
-    return max_call_cost(rates, tokens, out, cache_writes=cache_writes)
-
-
-def subject_of(call: Call, route: Route | None = None) -> Subject:
-    who = call.attribution
-    deployment = f"{route.upstream.name}/{route.upstream_model}" if route is not None else None
-    return Subject(
-        user=who.user,
-        team=who.team,
-        feature=who.feature,
-        key=who.key_id,
-        tags=who.tags,
-        model=call.model,
-        deployment=deployment,
-    )
 
 
 @dataclass(slots=True)
@@ -319,7 +224,7 @@ class BudgetEngine:
                 amount = guess.max_tokens
             else:
                 amount = usd_to_units(guess.max_usd) if guess.max_usd is not None else 0
-            lines.append(_line(budget, subject, period, amount, now))
+            lines.append(line_for(budget, subject, period, amount, now))
         return lines
 
     async def reserve(self, call: Call, pairs: list[tuple[Budget, str]], routes_of: RoutesOf) -> _Held | Result | None:
@@ -495,8 +400,8 @@ class BudgetEngine:
             "period_start": period.start.isoformat() if period.start else None,
             "resets_at": period.reset.isoformat() if period.reset else None,
             "unit": budget.unit,
-            "limit": _amount_json(budget.unit, budget.limit),
-            "spent": _amount_json(budget.unit, spent),
+            "limit": amount_json(budget.unit, budget.limit),
+            "spent": amount_json(budget.unit, spent),
             "threshold": format_usd(threshold),
             "ts": now.isoformat(timespec="microseconds"),
         }
@@ -540,7 +445,7 @@ def _set_max_tokens(call: Call, cap: int) -> None:
     call.request = replace(call.request, max_tokens=cap)
 
 
-def _line(budget: Budget, subject: str, period: Period, amount: int, now: datetime) -> Line:
+def line_for(budget: Budget, subject: str, period: Period, amount: int, now: datetime) -> Line:
     window = budget.window
     if window.kind == "rolling":
         return Line(
@@ -556,7 +461,7 @@ def _line(budget: Budget, subject: str, period: Period, amount: int, now: dateti
     return Line(key=line_key(budget.id, subject, period.key), amount=amount, limit=budget.limit, ttl_s=ttl)
 
 
-def _amount_json(unit: str, units: int) -> str | int:
+def amount_json(unit: str, units: int) -> str | int:
     return format_usd(units_to_usd(units)) if unit == "usd" else units
 
 
@@ -631,71 +536,3 @@ class BudgetStep:
         except BaseException:
             held.release()
             raise
-
-
-# -- status ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetStatus:
-    budget: Budget
-    subject: str
-    period: str
-    spent: int
-    reserved: int
-    resets_at: datetime | None
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.budget.limit - self.spent - self.reserved)
-
-    @property
-    def utilisation(self) -> Decimal:
-        return Decimal(self.spent) / Decimal(self.budget.limit) if self.budget.limit else Decimal(0)
-
-    def as_json(self) -> dict[str, Any]:
-        unit = self.budget.unit
-        return {
-            "id": self.budget.id,
-            "scope": self.budget.scope,
-            "subject": self.subject,
-            "window": self.budget.window.describe(),
-            "period": self.period,
-            "unit": unit,
-            "limit": _amount_json(unit, self.budget.limit),
-            "spent": _amount_json(unit, self.spent),
-            "reserved": _amount_json(unit, self.reserved),
-            "remaining": _amount_json(unit, self.remaining),
-            "utilisation": float(round(self.utilisation, 4)),
-            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
-            "on_exceed": self.budget.on_exceed,
-            "downgrade_to": self.budget.downgrade_to,
-            "source": self.budget.source,
-        }
-
-
-async def budget_status(
-    store: BudgetStore, budgets: Sequence[Budget], now: datetime | None = None
-) -> list[BudgetStatus]:
-    """Spend, reservations in flight, what remains and when it resets: for each budget, and for a
-    per-subject budget, for each subject with spend in the current window."""
-    now = now or datetime.now(UTC)
-    wanted: list[tuple[Budget, str, Period]] = []
-    for budget in budgets:
-        period = budget.window.period(now)
-        if budget.scope == "global":
-            subjects = ["*"]
-        elif budget.value is not None:
-            subjects = [budget.value]
-        else:
-            subjects = await store.subjects(budget.id, period.key)
-        wanted += [(budget, subject, period) for subject in subjects]
-    lines = [_line(b, s, p, 0, now) for b, s, p in wanted]
-    usages = await store.usage(lines) if lines else []
-    out = []
-    for (budget, subject, period), usage in zip(wanted, usages, strict=True):
-        resets = period.reset
-        if resets is None and usage.frees_at is not None:
-            resets = datetime.fromtimestamp(usage.frees_at, UTC)
-        out.append(BudgetStatus(budget, subject, period.key, usage.spent, usage.reserved, resets))
-    return out

@@ -22,7 +22,7 @@ from typing import Any
 
 from thrifty.core.budgets import RateLimit
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.pipeline.budget import RoutesOf, estimate, subject_of
+from thrifty.pipeline.budget_estimate import RoutesOf, estimate, subject_of
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.dispatch import Route
