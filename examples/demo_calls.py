@@ -22,6 +22,15 @@ print(
     f"cost ${raw.headers['x-thrifty-cost-usd']}"
 )
 
+for attempt in ("first", "again"):  # temperature 0: the second is answered by the exact cache, at $0
+    raw = gpt.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=question, max_tokens=40, temperature=0
+    )
+    print(
+        f"openai SDK -> gpt-4o-mini at temperature 0 ({attempt}): x-thrifty-cache {raw.headers['x-thrifty-cache']}, "
+        f"cost ${raw.headers['x-thrifty-cost-usd']}"
+    )
+
 stream = gpt.chat.completions.create(
     model="claude-haiku-4-5", messages=question, max_tokens=40, stream=True, stream_options={"include_usage": True}
 )
