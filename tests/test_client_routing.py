@@ -93,6 +93,20 @@ def test_shadow_mode_and_the_escape_hatch_in_process(
     assert second.route == "off: gpt-4o (x-thrifty-route: off)"
 
 
+def test_a_tier_header_and_a_bad_one_in_process(runtime: thrifty.Thrifty, simulator_url: str) -> None:
+    client = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test", max_retries=0))
+    code = [{"role": "user", "content": "Why?\n```python\nprint(1/0)\n```"}]
+    forced = client.chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=code,  # type: ignore[arg-type]
+        max_tokens=300,
+        extra_headers={"x-thrifty-tier": "small", "x-thrifty-route": "shadow"},
+    )
+    assert forced.headers["x-thrifty-route"] == "shadow header: small -> gpt-4o-mini (x-thrifty-tier); served gpt-4o"
+    with pytest.raises(openai.BadRequestError, match="x-thrifty-tier: no tier 'tiny'; tiers: small, large"):
+        client.chat.completions.create(model="gpt-4o", messages=SHORT, extra_headers={"x-thrifty-tier": "tiny"})  # type: ignore[arg-type]
+
+
 def test_a_routed_call_is_priced_at_the_served_model_with_its_saving(tmp_path: Path, simulator_url: str) -> None:
     instance = thrifty.Thrifty(
         ledger=f"sqlite:///{tmp_path / 'ledger.db'}", journal_dir=tmp_path / "journal", optimise=OPTIMISE

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thrifty.core.compression.caps import PlanTable, add_instruction, apply_cap
-from thrifty.core.compression.compress import CompressionSettings, compress_body
+from thrifty.core.compression.compress import CompressionSettings, compress_body, finish, prepare
 from thrifty.core.compression.history import SUMMARY_INTRO
 from thrifty.core.compression.retrieval import CHUNK_KEY, lexical_score, prune_chunks
 from thrifty.core.compression.validity import request_problem
@@ -156,6 +156,33 @@ def test_dropped_turns_can_be_replaced_by_a_summary() -> None:
     assert out["messages"][0] == {"role": "user", "content": SUMMARY_INTRO + "They asked 0-3."}
     assert out["messages"][1]["role"] == "assistant"
     assert request_problem(out, "anthropic") is None
+
+
+def test_turns_outside_the_window_are_not_normalised_and_nothing_else_changes() -> None:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "Be   terse."}]
+    for i in range(12):
+        messages.append({"role": "user", "content": f"question   {i}  " + "words   " * 9})
+        messages.append({"role": "assistant", "content": f"answer {i}.\n\n\n\n" + "more   words " * 9})
+    messages.append({"role": "user", "content": "the   last   question"})
+    body = {"model": "gpt-4o", "messages": messages}
+    seen: list[str] = []
+
+    def normalise(text: str) -> str:
+        seen.append(text)
+        return normalise_whitespace(text)
+
+    both = CompressionSettings(whitespace=True, history=True, max_turns=3, max_tokens=10_000)
+    prepared = prepare(body, "openai", both, count, normalise=normalise)
+    out = finish(prepared)
+    assert len(seen) == 4  # the two turns kept before the last (the last user message is never touched)
+    # The same as normalising everything first and trimming the history of the result.
+    first, _ = compress_body(body, "openai", CompressionSettings(whitespace=True), count)
+    reference, _ = compress_body(first, "openai", CompressionSettings(history=True, max_turns=3), count)
+    assert out == reference
+    total = sum(count(m["content"]) + 4 for m in messages) - sum(count(m["content"]) + 4 for m in out["messages"])
+    assert prepared.saved["whitespace"] + prepared.saved["history"] == total
+    # The summariser sees the dropped turns as the client sent them.
+    assert prepared.dropped_messages() == messages[1:-5]
 
 
 def test_tool_calls_stay_with_their_results_when_turns_are_dropped() -> None:

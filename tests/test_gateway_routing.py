@@ -139,6 +139,32 @@ def test_escape_hatches(routed: RunningGateway) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"x-thrifty-tier": "medium"}, "x-thrifty-tier: no tier 'medium'; tiers: small, large"),
+        ({"x-thrifty-route": "of"}, "x-thrifty-route: expected on, off or shadow; got 'of'"),
+        ({"x-thrifty-route": "off", "x-thrifty-tier": "huge"}, "x-thrifty-tier: no tier 'huge'"),
+    ],
+)
+def test_a_bad_routing_header_is_a_400_in_the_callers_format(
+    routed: RunningGateway, headers: dict[str, str], message: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        gpt(routed).chat.completions.create(model="gpt-4o", messages=SHORT, extra_headers=headers)  # type: ignore[arg-type]
+    assert raised.value.status_code == 400
+    error = raised.value.body
+    assert isinstance(error, dict) and message in error["message"] and error["type"] == "invalid_request_error"
+    claude = anthropic.Anthropic(base_url=routed.url, api_key="not-needed", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        # A model in no tier: the header is still checked.
+        claude.messages.create(model="tiny-window", max_tokens=20, messages=SHORT, extra_headers=headers)  # type: ignore[arg-type]
+    assert refused.value.status_code == 400
+    body = refused.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error" and message in body["error"]["message"]
+
+
 def test_a_model_in_no_tier_is_served_as_asked(routed: RunningGateway) -> None:
     raw = gpt(routed).chat.completions.with_raw_response.create(model="tiny-window", messages=SHORT, max_tokens=20)  # type: ignore[arg-type]
     assert raw.headers["x-thrifty-route"] == "unrouted: tiny-window (the model is in no tier)"
@@ -315,6 +341,12 @@ def test_output_caps_follow_the_plan_and_never_raise_a_lower_limit(simulator_url
         )
         assert urgent.parse().usage.completion_tokens <= 8  # type: ignore[union-attr]
         lower = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=SHORT, max_tokens=3)  # type: ignore[arg-type]
+        with pytest.raises(openai.BadRequestError, match="x-thrifty-urgency: expected one of low, normal, high"):
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=SHORT,  # type: ignore[arg-type]
+                extra_headers={"x-thrifty-urgency": "asap"},
+            )
         assert lower.parse().usage.completion_tokens == 3  # type: ignore[union-attr]
         (row,) = rows_for(gateway, free.headers["x-thrifty-request-id"], 1)
         assert row.details["output_cap"] == {

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from thrifty.core.messages import ChatRequest, ImagePart, Message, TextPart, Tool
 from thrifty.core.routing.checks import BUILTIN_CHECKS, answer_from_body, run_checks, schema_error
@@ -95,6 +97,16 @@ def test_rules_match_in_order_on_each_condition() -> None:
     assert matched(facts("look at this picture and tell me", image=True)) == "vision"
     assert matched(facts("hi there")) == "short"
     assert matched(facts("a question that is neither short nor special in any way at all")) is None
+
+
+KEYWORD_TEXT = st.text(alphabet=st.sampled_from(list("Proveab SteBy-_.\u0130\u0131\u00dfk\u212a")), max_size=40)
+
+
+@given(KEYWORD_TEXT, st.lists(KEYWORD_TEXT.filter(str.strip), min_size=1, max_size=3))
+def test_the_keyword_precheck_never_changes_a_match(text: str, keywords: list[str]) -> None:
+    rule = Rule.build("k", 1, keywords=keywords)
+    assert rule.keywords is not None
+    assert rule.matches(facts(text)) == (rule.keywords.search(text) is not None)
 
 
 def test_token_bounds_count_only_when_the_byte_size_cannot_decide() -> None:

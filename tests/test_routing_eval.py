@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.shared_data import shared_data
+from thrifty.cli.main import main
 from thrifty.cli.routing import eval_router, router
 
 GSM8K = shared_data("routing-outcomes/gsm8k.csv")
@@ -80,3 +81,30 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     result = CliRunner().invoke(eval_router, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"question,a,b\nx,True,False\n", "no 'prompt' column (columns: question, a, b)"),
+        (b"prompt,a,b\nx,maybe,False\n", "expected the results of exactly two models, found 1 (b)"),
+        (b"prompt,a\nx,True\n", "expected the results of exactly two models"),
+        (b"prompt,a,b\n", "expected the results of exactly two models"),
+        (b"", "no 'prompt' column"),
+        (bytes(range(128, 256)) * 4, "cannot be read as CSV"),
+    ],
+)
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_a_bad_outcomes_file_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str, command: str
+) -> None:
+    path = tmp_path / "outcomes.csv"
+    path.write_bytes(content)
+    if command == "eval":
+        args = ["eval", "router", "--outcomes", str(path), "--split", "0.7"]
+    else:
+        args = ["router", "train", "--outcomes", str(path), "--out", str(tmp_path / "r.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert err.startswith(f"thrifty: error: {path}: ")

@@ -37,6 +37,11 @@ def check(path: Path, as_json: bool) -> None:
                     book.quote(model.priced_as)
                 except UnknownModelError as error:
                     problems.append(f"{path}: models[{index}] ({model.name}): {error}; set price_as or price")
+            from thrifty.pipeline.optimisation import Optimisation
+
+            problem = Optimisation.check(loaded, book, path.parent)
+            if problem is not None:
+                problems.append(f"{path}: {problem}")
         except ConfigError as error:
             problems.append(str(error))
     if as_json:

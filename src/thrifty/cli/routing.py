@@ -350,6 +350,7 @@ def eval_router(
         scores = learned.scores(chosen.embed(prompts), prompts)
         reports.append(evaluate_router("learned", [float(s) for s in scores], test))
     rule_scores, rules_source = _rules_scores(prompts, config, counter)
+    rules_up = sum(1 for score in rule_scores if score > 0) / len(rule_scores)
     reports.append(evaluate_router("rules", rule_scores, test))
     reports.append(evaluate_router("random", [0.0] * len(test), test))
     oracle = [row.strong - row.weak for row in test]
@@ -367,13 +368,26 @@ def eval_router(
         "strong_cost_usd": first.strong_cost,
         "learned": learned_source,
         "rules": rules_source,
+        "rules_strong_share": rules_up,
         "random": "expected over random orderings (the diagonal)",
     }
     if as_json:
         emit_json({**meta, "routers": [_report_json(r) for r in reports]})
         return
     held = f"{len(test)} held-out rows (trained on {len(train_rows)}, seed {seed})" if split else f"{len(test)} rows"
-    click.echo(f"{outcomes_path}: {held}")
+    _print_report(f"{outcomes_path}: {held}", table, reports, learned_source, rules_source, rules_up)
+
+
+def _print_report(
+    heading: str,
+    table: OutcomeTable,
+    reports: Sequence[RouterReport],
+    learned_source: str | None,
+    rules_source: str,
+    rules_up: float,
+) -> None:
+    first = reports[0]
+    click.echo(heading)
     click.echo(f"weak   {table.weak_model}: quality {_pct(first.weak_quality)}, {usd(first.weak_cost)} for these rows")
     click.echo(
         f"strong {table.strong_model}: quality {_pct(first.strong_quality)}, {usd(first.strong_cost)} for these rows"
@@ -393,5 +407,9 @@ def eval_router(
     for report in reports:
         click.echo(f"{report.name:<8} " + " ".join(f"{p.quality * 100:>5.1f}%" for p in report.curve[::2]))
     click.echo("")
-    click.echo(f"learned: {learned_source or 'not scored (give --router or --split)'}; rules: {rules_source}")
+    click.echo(f"learned: {learned_source or 'not scored (give --router or --split)'}")
+    note = " (a rule set is one point, joined to both ends of the curve)"
+    if rules_up in (0.0, 1.0):
+        note = f" (they send every prompt to the {'strong' if rules_up else 'weak'} model: no better than random)"
+    click.echo(f"rules: {rules_source}; {_pct(rules_up)} of these prompts sent to the strong model{note}")
     click.echo("random: the expected curve of a router that picks at random; oracle: the best possible")

@@ -69,7 +69,15 @@ def load_document(path: str | Path) -> Any:
 
 def describe_validation_error(error: ValidationError, source: str) -> str:
     """Every problem, on one line: ``prices.yaml: models[2].input_mtok: must be >= 0; ...``."""
-    problems = [f"{_location(p['loc']) or '(top level)'}: {p['msg']}" for p in error.errors()]
+    problems = []
+    for problem in error.errors():
+        where, message = _location(problem["loc"]), str(problem["msg"])
+        if message.startswith("Value error, "):  # our own validators: the message says it all
+            message = message.removeprefix("Value error, ")
+            if not where:  # a check across sections names its own location (routing.rules[0].tier: ...)
+                problems.append(message)
+                continue
+        problems.append(f"{where or '(top level)'}: {message}")
     return f"{source}: " + "; ".join(problems)
 
 

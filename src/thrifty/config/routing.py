@@ -141,6 +141,16 @@ class EscalationSpec(_Strict):
     sees no token before the check passes; off by default."""
     max_steps: Annotated[int, Field(ge=1, le=4)] = 1
 
+    @field_validator("refusal_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
+        return patterns
+
 
 class RoutingSpec(_Strict):
     policy: PolicyName | list[PolicyName] = "rules"

@@ -29,9 +29,11 @@ from thrifty.core.compression.wire import message_text
 from thrifty.core.messages import ChatRequest, RequestError
 from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.pricing import Cost
+from thrifty.core.routing.decision import header_safe
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result
+from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.routing import Pricer, Recorder, extra_call_listener, internal_call, openai_text
 
 __all__ = ["CompressionStep", "OutputCapStep", "SummarySettings", "TextCounter"]
@@ -65,7 +67,7 @@ class TextCounter:
         if tokens is None:
             if len(self._known) >= self.limit:
                 self._known.clear()
-            tokens = self._known[key] = self.counter.count_text(text, model).input_tokens
+            tokens = self._known[key] = self.counter.text_tokens(text, model)
         return tokens
 
 
@@ -285,6 +287,12 @@ class OutputCapStep:
         hints = call.hints
         if hints.get("caps") == "off":
             return await next_step(call)
+        asked = hints.get("urgency")
+        if asked is not None and asked not in self.plans.urgency:
+            known = ", ".join(self.plans.urgency)
+            problem = f"x-thrifty-urgency: expected one of {known}; got {header_safe(asked, 40)!r}"
+            error = error_body(call.client_api, 400, problem, "invalid_request_error")
+            return Result(status=400, body=error, error=problem, billed=False)
         who = call.attribution
         plan = self.plans.plan_for(
             key_id=who.key_id,
@@ -298,7 +306,7 @@ class OutputCapStep:
         request = call.request
         if plan is not None:
             # x-thrifty-urgency: low | normal | high; the budgets' x-thrifty-urgent: 1 counts as high.
-            urgency = hints.get("urgency") or ("high" if call.urgent else None)
+            urgency = asked or ("high" if call.urgent else None)
             capped = apply_cap(body, call.client_api, self.plans.cap(plan, urgency))
             note = {
                 "plan": plan,

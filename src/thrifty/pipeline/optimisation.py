@@ -160,12 +160,16 @@ class Optimisation:
             rules = RuleSet([compile_rule(spec, i, index[spec.tier]) for i, spec in enumerate(routing.rules)])
             if routing.learned is not None:
                 path = Path(routing.learned.path)
-                router = load_learned_router(path if path.is_absolute() else base_dir / path)
+                try:
+                    router = load_learned_router(path if path.is_absolute() else base_dir / path)
+                    embedder = embedder_for(router.embedder, embedders)
+                except ConfigError as error:
+                    raise ConfigError(f"routing.learned.path: {error}") from None
                 thresholds = tuple(routing.learned.thresholds or (router.threshold,))
-                embedder = embedder_for(router.embedder, embedders)
                 if embedder.dim != router.dim:
                     raise ConfigError(
-                        f"the router was trained on {router.dim} dimensions, {embedder.name} gives {embedder.dim}"
+                        f"routing.learned.path: the router was trained on {router.dim} dimensions, "
+                        f"{embedder.name} gives {embedder.dim}"
                     )
                 learned = LearnedSettings(router, embedder, thresholds)
             escalation = routing.escalation
@@ -234,9 +238,11 @@ class Optimisation:
         *,
         checks: Sequence[AnswerCheck] = (),
         base_dir: Path | None = None,
+        embedders: Sequence[Embedder] = (),
     ) -> Optimisation | None:
         """For the in-process client: every model is served by the wrapped SDK's own endpoint, and
-        what routing knows of a model (window, price, provider) comes from the price catalogue."""
+        what routing knows of a model (window, price, provider) comes from the price catalogue.
+        ``embedders``: say, the semantic cache's, so a learned router trained on it shares it."""
         known: dict[str, ModelFacts] = {}
 
         def facts_of(name: str) -> ModelFacts:
@@ -260,7 +266,32 @@ class Optimisation:
             counter=counter,
             base_dir=base_dir if base_dir is not None else Path.cwd(),
             extra_checks=checks,
+            embedders=embedders,
         )
+
+    @classmethod
+    def check(cls, config: GatewayConfig, prices: PriceBook, base_dir: Path) -> str | None:
+        """What ``thrifty config check`` cannot see in the schema: the learned router's file (and
+        its embedder), the custom checks' imports. None when all of it loads."""
+        names = {model.name: model.priced_as for model in config.models}
+
+        def facts_of(name: str) -> ModelFacts:
+            return ModelFacts(name, names.get(name, name), None, ALL_CAPABILITIES, None)
+
+        try:
+            cls.build(
+                tiers=config.tiers,
+                routing=config.routing,
+                compression=config.compression,
+                output_caps=config.output_caps,
+                facts_of=facts_of,
+                prices=prices,
+                counter=TokenCounter(),
+                base_dir=base_dir,
+            )
+        except ConfigError as error:
+            return str(error)
+        return None
 
     def steps(self, record: Recorder) -> list[Step]:
         """All of them, in order (for a pipeline with no cache steps between)."""

@@ -3,7 +3,8 @@ escalate a tier up when it fails; record the decision, its reason and what it sa
 
 Escape hatches: a pinned model (``routing.pinned_models``), the request header
 ``x-thrifty-tier: <tier>`` (that tier, whatever the policy says), and ``x-thrifty-route: off``
-(served as asked) or ``shadow`` (decided and recorded, not applied).
+(served as asked) or ``shadow`` (decided and recorded, not applied); ``on`` is the default. An
+unknown tier or directive is the client's error: a 400 in its API's error shape.
 
 Money: when routing changes the model, ``savings["routing"]`` is the requested model's price for
 the same usage less the actual cost (the ledger's counterfactual is the cost plus the savings).
@@ -65,6 +66,7 @@ Recorder = Callable[[Call, Result], None]
 """Prices and records a result the pipeline will not return (``RecordStep.record``)."""
 
 _WORD = re.compile(r"[a-z0-9_-]+")
+_DIRECTIVES = frozenset({"", "on", "off", "shadow"})
 
 
 class Pricer:
@@ -188,6 +190,11 @@ class RouterStep:
         directive = call.hints.get("route", "").strip().lower()
         if directive == "internal":  # thrifty's own call (a summary): served as asked, its route kept
             return await next_step(call)
+        forced = (call.hints.get("tier") or "").strip()
+        problem = self._bad_directive(directive, forced)
+        if problem is not None:
+            body = error_body(call.client_api, 400, problem, "invalid_request_error")
+            return Result(status=400, body=body, error=problem, billed=False)
         if directive == "off":
             return await self._unrouted(call, next_step, Decision("off", requested, requested, "x-thrifty-route: off"))
         if requested in self.pinned:
@@ -199,13 +206,8 @@ class RouterStep:
         shadow = self.shadow or directive == "shadow"
         ceiling = self.tiers.top if self.upgrade else requested_tier
         facts = self._facts(call)
-        forced = call.hints.get("tier")
-        if forced:
-            index = self.tiers.index(forced.strip())
-            if index is None:
-                message = f"x-thrifty-tier: no tier {forced.strip()!r}; tiers: {', '.join(self.tiers.names)}"
-                body = error_body(call.client_api, 400, message, "invalid_request_error")
-                return Result(status=400, body=body, error=message, billed=False)
+        index = self.tiers.index(forced) if forced else None
+        if index is not None:
             source: DecisionSource = "header"
             tier, reason = index, "x-thrifty-tier"
             ceiling = max(ceiling, index)
@@ -240,6 +242,14 @@ class RouterStep:
             call.cost_listeners.append(self._counterfactual(call, requested))
         result.headers.append((ROUTE_HEADER, header_safe(decision.describe()).encode()))
         return result
+
+    def _bad_directive(self, directive: str, tier: str) -> str | None:
+        """What is wrong with the x-thrifty-route and x-thrifty-tier headers, if anything."""
+        if directive not in _DIRECTIVES:
+            return f"x-thrifty-route: expected on, off or shadow; got {header_safe(directive, 40)!r}"
+        if tier and self.tiers.index(tier) is None:
+            return f"x-thrifty-tier: no tier {header_safe(tier, 40)!r}; tiers: {', '.join(self.tiers.names)}"
+        return None
 
     async def _unrouted(self, call: Call, next_step: Next, decision: Decision) -> Result:
         self._annotate(call, decision)

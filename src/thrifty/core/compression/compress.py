@@ -14,7 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from thrifty.core.compression.history import MESSAGE_OVERHEAD, HistoryPlan, apply_history, plan_history
+from thrifty.core.compression.history import (
+    MESSAGE_OVERHEAD,
+    HistoryPlan,
+    apply_history,
+    plan_history,
+    window_start,
+)
 from thrifty.core.compression.retrieval import has_chunk_marks, prune_chunks
 from thrifty.core.compression.whitespace import normalise_whitespace
 from thrifty.core.compression.wire import API, is_system, last_user_index, map_texts, message_text
@@ -42,6 +48,8 @@ class Prepared:
     saved: dict[str, int] = field(default_factory=dict)
     """Tokens saved, by technique."""
     notes: dict[str, Any] = field(default_factory=dict)
+    original: list[Any] | None = None
+    """The messages before whitespace normalisation (what a summary is written from)."""
 
     @property
     def changed(self) -> bool:
@@ -51,6 +59,7 @@ class Prepared:
         if self.history is None:
             return []
         messages = self.body["messages"]
+        messages = self.original if self.original is not None else self.body["messages"]
         return [messages[i] for i in self.history.dropped]
 
 
@@ -87,13 +96,17 @@ def prepare(
         notes["marks_stripped"] = True
         messages = result.messages
         out = {**body, "messages": messages}
+    history = settings.history and (settings.max_turns is not None or settings.max_tokens is not None)
+    original = messages
     if settings.whitespace:
-        messages, whitespace_saved = _normalise(messages, count_text, normalise)
+        # Turns outside the window are dropped whatever their whitespace: not worth normalising.
+        start = window_start(messages, api, settings.max_turns) if history else 0
+        messages, whitespace_saved = _normalise(messages, count_text, normalise, start)
         if whitespace_saved:
             saved["whitespace"] = whitespace_saved
             out = {**out, "messages": messages}
     plan = None
-    if settings.history and (settings.max_turns is not None or settings.max_tokens is not None):
+    if history:
 
         def count_message(message: Any) -> int:
             return count_text(message_text(message)) + MESSAGE_OVERHEAD if isinstance(message, dict) else 0
@@ -106,7 +119,7 @@ def prepare(
             count=count_message,
             fixed_tokens=fixed_tokens,
         )
-    return Prepared(out, api, plan, saved, notes)
+    return Prepared(out, api, plan, saved, notes, original)
 
 
 def finish(prepared: Prepared, summary: str | None = None, summary_tokens: int = 0) -> dict[str, Any]:
@@ -142,13 +155,15 @@ def compress_body(
 
 
 def _normalise(
-    messages: list[Any], count_text: Callable[[str], int], normalise: Callable[[str], str]
+    messages: list[Any], count_text: Callable[[str], int], normalise: Callable[[str], str], start: int = 0
 ) -> tuple[list[Any], int]:
-    """Whitespace normalisation of every message but the system ones and the last user message."""
+    """Whitespace normalisation of every message from ``start`` on but the system ones and the
+    last user message."""
     last = last_user_index(messages)
     out: list[Any] | None = None
     saved = 0
-    for index, message in enumerate(messages):
+    for index in range(start, len(messages)):
+        message = messages[index]
         if index == last or not isinstance(message, dict) or is_system(message):
             continue
         changed = map_texts(message, normalise)

@@ -15,7 +15,7 @@ from typing import Any
 
 from thrifty.core.compression.wire import API, is_system, is_turn_start
 
-__all__ = ["HistoryPlan", "apply_history", "plan_history", "summary_messages"]
+__all__ = ["HistoryPlan", "apply_history", "plan_history", "summary_messages", "window_start"]
 
 MESSAGE_OVERHEAD = 4
 """Tokens of framing counted for each message on top of its text (an estimate across providers)."""
@@ -41,6 +41,16 @@ def _turns(messages: list[Any], api: API) -> list[tuple[int, int]]:
         return []
     bounds = [0, *starts[1:], len(messages)]
     return [(bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
+
+
+def window_start(messages: list[Any], api: API, max_turns: int | None) -> int:
+    """The index of the first message of the oldest turn a window of ``max_turns`` keeps (0: the
+    window keeps every turn). Messages before it, system ones apart, are dropped whatever else
+    happens, so there is no point in normalising them."""
+    if max_turns is None:
+        return 0
+    turns = _turns(messages, api)
+    return turns[len(turns) - max_turns][0] if len(turns) > max_turns else 0
 
 
 def plan_history(

@@ -42,10 +42,11 @@ def normalise_whitespace(text: str) -> str:
     out: list[str] = []
     position = 0
     last_end = -1
-    for match in _PROTECTED.finditer(text):
-        out.append(_plain(text[position : match.start()]))
-        out.append(match.group(0))
-        position = last_end = match.end()
+    if "`" in text or '"' in text or "~~~" in text:  # else nothing can be protected: skip the scan
+        for match in _PROTECTED.finditer(text):
+            out.append(_plain(text[position : match.start()]))
+            out.append(match.group(0))
+            position = last_end = match.end()
     out.append(_plain(text[position:]))
     result = "".join(out)
     if result.startswith("\n"):
@@ -90,7 +91,7 @@ def _plain(segment: str) -> str:
     for i, line in enumerate(lines):
         if kept[i]:
             continue
-        squeezed = _INNER_RUN.sub(" ", line)
+        squeezed = _INNER_RUN.sub(" ", line) if "  " in line else line
         lines[i] = squeezed.rstrip(" \t") if i < last else squeezed
     # Runs of two or more blank whole lines become one, unless code (kept lines) is on both sides.
     out: list[str] = []
@@ -121,6 +122,8 @@ def _kept(lines: list[str]) -> list[bool]:
         if line.strip() and (line[:1] in (" ", "\t") or "\t" in line or "|" in line):
             kept[i] = True
     for delimiter in _DELIMITERS:
+        if len(lines) < 3 or not any(delimiter in line for line in lines):
+            continue  # no run of three lines with this delimiter
         counts = [line.count(delimiter) for line in lines]
         start = 0
         for i in range(1, len(lines) + 1):

@@ -74,6 +74,8 @@ class RequestFacts:
         "_context_tokens",
         "_count_request",
         "_count_text",
+        "_lowered",
+        "_lowered_known",
         "_prompt_tokens",
         "body_size",
         "feature",
@@ -107,12 +109,22 @@ class RequestFacts:
         self._prompt_tokens: int | None = None
         self._context_tokens: int | None = None
         self._code: bool | None = None
+        self._lowered: str | None = None
+        self._lowered_known = False
 
     @property
     def has_code(self) -> bool:
         if self._code is None:
             self._code = has_code(self.text)
         return self._code
+
+    @property
+    def lowered_ascii(self) -> str | None:
+        """The text lower-cased, when it is ASCII (None otherwise); for keyword pre-checks."""
+        if not self._lowered_known:
+            self._lowered = self.text.lower() if self.text.isascii() else None
+            self._lowered_known = True
+        return self._lowered
 
     @property
     def prompt_tokens(self) -> int:

@@ -26,6 +26,9 @@ class Rule:
     has_code: bool | None = None
     keywords: re.Pattern[str] | None = None
     """The keywords, compiled into one case-insensitive alternation."""
+    keyword_literals: tuple[str, ...] | None = None
+    """The keywords lower-cased, when all are ASCII: an ASCII text that contains none of them as a
+    substring cannot match, which a substring search tells many times faster than the pattern."""
     regex: tuple[re.Pattern[str], ...] = ()
     """The regular expressions, each compiled on its own (so each keeps its inline flags)."""
     features: frozenset[str] = frozenset()
@@ -49,6 +52,7 @@ class Rule:
         tags: Iterable[str] = (),
         capabilities: Iterable[str] = (),
     ) -> Rule:
+        keywords = list(keywords)
         words = [rf"(?<!\w){re.escape(k)}(?!\w)" for k in keywords]
         return cls(
             name=name,
@@ -59,6 +63,7 @@ class Rule:
             max_context_tokens=max_context_tokens,
             has_code=has_code,
             keywords=re.compile("|".join(words), re.IGNORECASE) if words else None,
+            keyword_literals=tuple(k.lower() for k in keywords) if all(k.isascii() for k in keywords) else None,
             regex=tuple(re.compile(r) for r in regex),
             features=frozenset(features),
             tags=frozenset(tags),
@@ -79,9 +84,16 @@ class Rule:
         if self.keywords is None and not self.regex:
             return True
         text = facts.text
-        if self.keywords is not None and self.keywords.search(text) is not None:
+        if self.keywords is not None and self._may_have_keyword(facts) and self.keywords.search(text) is not None:
             return True
         return any(r.search(text) is not None for r in self.regex)
+
+    def _may_have_keyword(self, facts: RequestFacts) -> bool:
+        literals = self.keyword_literals
+        lowered = facts.lowered_ascii if literals is not None else None
+        if literals is None or lowered is None:
+            return True  # case folding beyond ASCII: leave it to the pattern
+        return any(k in lowered for k in literals)
 
     def _sizes_match(self, facts: RequestFacts) -> bool:
         low, high = self.min_prompt_tokens, self.max_prompt_tokens

@@ -79,6 +79,12 @@ class TokenCounter:
     def encoding_for(self, model: str) -> tiktoken.Encoding:
         return self._encodings.get(self.scheme(model).encoding)
 
+    def text_tokens(self, text: str, model: str) -> int:
+        """``count_text(text, model).input_tokens`` without the report: for hot loops that count
+        many short texts (compression counts each message of a conversation)."""
+        scheme = self.scheme(model)
+        return _scaled(len(self._encodings.get(scheme.encoding).encode_ordinary(text)), scheme.scale)
+
     def count_text(self, text: str, model: str) -> TokenCount:
         """Tokens of a bare text, no chat framing."""
         scheme = self.scheme(model)
