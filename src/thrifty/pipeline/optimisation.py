@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -23,8 +24,6 @@ from thrifty.core.compression.caps import PlanTable
 from thrifty.core.compression.compress import CompressionSettings
 from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.core.routing.checks import BUILTIN_CHECKS, AnswerCheck, refusal_check
-from thrifty.core.routing.embedding import Embedder, HashedNgrams
-from thrifty.core.routing.learned import LearnedRouter, RouterFileError
 from thrifty.core.routing.rules import Rule, RuleSet
 from thrifty.core.routing.tiers import ModelOption, TierTable
 from thrifty.core.tokens.counter import TokenCounter
@@ -32,6 +31,10 @@ from thrifty.pipeline.call import Step
 from thrifty.pipeline.compression import CompressionStep, OutputCapStep, SummarySettings, TextCounter
 from thrifty.pipeline.dispatch import Routes
 from thrifty.pipeline.routing import ClassifierSettings, LearnedSettings, Pricer, Recorder, RouterStep
+
+if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
+    from thrifty.core.routing.embedding import Embedder
+    from thrifty.core.routing.learned import LearnedRouter
 
 __all__ = ["ModelFacts", "Optimisation", "compile_rule", "embedder_for", "load_learned_router"]
 
@@ -52,6 +55,8 @@ class ModelFacts:
 def embedder_for(name: str, available: Sequence[Embedder] = ()) -> Embedder:
     """The embedder a router file names: one of ``available`` (say, the semantic cache's, so a
     request is embedded once), the built-in hashed n-grams, or the local sentence model."""
+    from thrifty.core.routing.embedding import HashedNgrams
+
     for embedder in available:
         if embedder.name == name:
             return embedder
@@ -70,6 +75,8 @@ def embedder_for(name: str, available: Sequence[Embedder] = ()) -> Embedder:
 
 
 def load_learned_router(path: Path) -> LearnedRouter:
+    from thrifty.core.routing.learned import LearnedRouter, RouterFileError
+
     try:
         document = orjson.loads(path.read_bytes())
     except FileNotFoundError:

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -38,15 +38,17 @@ from thrifty.core.routing.checks import (
     run_checks,
 )
 from thrifty.core.routing.decision import Decision, DecisionSource, Escalation, header_safe
-from thrifty.core.routing.embedding import Embedder, Vector
 from thrifty.core.routing.features import RequestFacts
-from thrifty.core.routing.learned import LearnedRouter
 from thrifty.core.routing.rules import RuleSet
 from thrifty.core.routing.tiers import TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
+
+if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
+    from thrifty.core.routing.embedding import Embedder, Vector
+    from thrifty.core.routing.learned import LearnedRouter
 
 __all__ = [
     "ROUTE_HEADER",
