@@ -27,20 +27,24 @@ def cache() -> None:
 @click.option("--ledger", "ledger_url", help="Without --config: the SQLite ledger file the cache shares.")
 @json_option
 def clear(namespace: str | None, config_path: Path | None, ledger_url: str | None, as_json: bool) -> None:
-    """Drop cached responses. Running gateways stop serving them within a second."""
+    """Drop cached responses, exact and semantic. Running gateways stop serving them within a second."""
+    from thrifty.config.cache import CacheSpec
     from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
 
     store: ResponseCache
+    cache_spec = CacheSpec()
     if config_path is not None:
         from thrifty.config.files import ConfigError
         from thrifty.config.gateway import load_gateway_config
 
         try:
-            storage = load_gateway_config(config_path).storage
+            config = load_gateway_config(config_path)
         except ConfigError as error:
             raise CliError(str(error)) from None
-        store = RedisCache(storage.redis) if storage.redis else LocalCache(storage.local_cache_path(), 0)
-        where = storage.redis or str(storage.local_cache_path())
+        storage, cache_spec = config.storage, config.cache
+        path = storage.local_cache_path()
+        store = RedisCache(storage.redis) if storage.redis else LocalCache(path, 0)
+        where = storage.redis or str(path)
     else:
         url = ledger_url or default_ledger_url()
         if not url.startswith("sqlite:///"):
@@ -54,7 +58,17 @@ def clear(namespace: str | None, config_path: Path | None, ledger_url: str | Non
         dropped = store.clear(namespace)
     except Exception as error:
         raise CliError(f"cannot clear the cache at {where}: {type(error).__name__}: {error}".splitlines()[0]) from None
+    semantic_where = "its PostgreSQL database" if cache_spec.semantic.index != "local" else str(path)
+    try:
+        from thrifty.semantic.service import clear_semantic
+
+        entries, vectors = clear_semantic(cache_spec, path, namespace)
+    except Exception as error:
+        message = f"cannot clear the semantic index at {semantic_where}: {type(error).__name__}: {error}"
+        raise CliError(message.splitlines()[0]) from None
+    dropped += entries
     if as_json:
-        emit_json({"cleared": dropped, "namespace": namespace, "where": where})
+        emit_json({"cleared": dropped, "semantic_vectors": vectors, "namespace": namespace, "where": where})
     else:
-        click.echo(f"cleared {dropped} entries{f' of {namespace}' if namespace else ''} from {where}")
+        of = f" of {namespace}" if namespace else ""
+        click.echo(f"cleared {dropped} entries{of} from {where} ({vectors} semantic index vectors)")

@@ -38,14 +38,18 @@ class Thrifty:
         limits: str | Path | dict[str, Any] | None = None,
         optimise: str | Path | dict[str, Any] | None = None,
         checks: Sequence[Callable[[Any], str | None]] = (),
+        cache: str | Path | dict[str, Any] | None = None,
     ) -> None:
         """``limits``: budgets, plans and rate limits (a YAML file, or a mapping, with the gateway
         config's ``budgets:``, ``plans:`` and ``rate_limits:`` sections; env: THRIFTY_LIMITS).
         ``optimise``: routing, compression and output caps (a YAML file or a mapping with the
         gateway config's ``tiers:``, ``routing:``, ``compression:`` and ``output_caps:``);
         ``checks``: your own escalation checks, each taking a ``thrifty.core.routing.Answer`` and
-        returning why it fails (or None)."""
+        returning why it fails (or None). ``cache``: the exact and semantic response caches (a
+        mapping like the gateway config's ``cache:`` section, or a YAML file holding one; default:
+        the exact cache on, the semantic cache off)."""
         from thrifty.config.budgets import load_limits_config
+        from thrifty.config.cache import load_cache_spec
         from thrifty.config.prices import load_price_book
         from thrifty.config.routing import load_optimisation_spec
 
@@ -60,6 +64,7 @@ class Thrifty:
             limits=load_limits_config(limits_source) if limits_source else None,
             optimise=load_optimisation_spec(optimise) if optimise is not None else None,
             checks=checks,
+            cache=load_cache_spec(cache) if cache is not None else None,
         )
 
     def wrap(

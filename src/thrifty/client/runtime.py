@@ -18,16 +18,21 @@ from typing import Any, TypeVar
 import aiohttp
 
 from thrifty.config.budgets import LimitsConfig, budget_store_url
+from thrifty.config.cache import CacheSpec
 from thrifty.config.routing import OptimisationSpec
 from thrifty.core.pricing import PriceBook
 from thrifty.core.routing.checks import AnswerCheck
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.pipeline import Call, Pipeline, Result
+from thrifty.pipeline import Call, Pipeline, Result, Step
+from thrifty.pipeline.cache import ExactCacheStep
 from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.record import RecordStep
+from thrifty.pipeline.semantic import SemanticCacheStep
 from thrifty.providers.upstream import new_session
+from thrifty.semantic.service import SemanticService
+from thrifty.stores.cache import LocalCache
 from thrifty.stores.ledger import LedgerWriter, open_ledger
 
 __all__ = ["InProcessRuntime"]
@@ -50,6 +55,7 @@ class InProcessRuntime:
         limits: LimitsConfig | None = None,
         optimise: OptimisationSpec | None = None,
         checks: Sequence[AnswerCheck] = (),
+        cache: CacheSpec | None = None,
     ) -> None:
         self.prices = prices
         self.counter = TokenCounter()
@@ -58,7 +64,7 @@ class InProcessRuntime:
         self.writer.start()
         self.policy = policy
         self._record = RecordStep(prices, self.writer, self.counter)
-        # Compression, output caps and routing, as in the gateway (built once; no cache steps here).
+        # Compression, output caps and routing, as in the gateway (built once).
         optimisation = Optimisation.in_process(optimise, prices, self.counter, checks=checks) if optimise else None
         self._optimised = optimisation.steps(self._record.record) if optimisation is not None else []
         self._loop = asyncio.new_event_loop()
@@ -78,6 +84,20 @@ class InProcessRuntime:
                 writer=self.writer,
             )
             self.submit(self.limits.start()).result()
+        # The exact and semantic response caches, as in the gateway (the gateway's ``cache:`` config).
+        self.cache = cache if cache is not None else CacheSpec()
+        self.response_cache: LocalCache | None = None
+        self.semantic: SemanticService | None = None
+        self._cache_steps: list[Step] = []
+        if self.cache.exact.enabled or self.cache.semantic.enabled:
+            cache_path = _cache_path(ledger_url, journal_dir)
+            self.response_cache = LocalCache(cache_path, self.cache.exact.memory_entries)
+            if self.cache.exact.enabled:
+                self._cache_steps.append(ExactCacheStep(self.response_cache, self.cache.exact, prices))
+            if self.cache.semantic.enabled:
+                self.semantic = SemanticService.open(self.cache, self.response_cache, cache_path)
+                self.submit(self.semantic.start()).result()  # loads the embedding model now
+                self._cache_steps.append(SemanticCacheStep(self.semantic, self.cache, prices))
         self._closed = False
         atexit.register(self.close)
 
@@ -92,7 +112,7 @@ class InProcessRuntime:
     async def _run(self, call: Call, route: Route) -> Result:
         if self.limits is None and not self._optimised:
             dispatcher = Dispatcher(Routes([route]), self._session, self.policy, self.counter)
-            return await Pipeline([self._record], dispatcher).run(call)
+            return await Pipeline([self._record, *self._cache_steps], dispatcher).run(call)
 
         def routes_of(model: str) -> list[Route]:
             # The SDK's own endpoint serves any model it names (a budget may downgrade the call).
@@ -107,7 +127,8 @@ class InProcessRuntime:
             )(call)
 
         limit_steps = self.limits.steps(routes_of) if self.limits is not None else []
-        return await Pipeline([self._record, *self._optimised, *limit_steps], dispatch).run(call)
+        steps = [self._record, *self._cache_steps, *self._optimised, *limit_steps]
+        return await Pipeline(steps, dispatch).run(call)
 
     def run(self, call: Call, route: Route) -> Future[Result]:
         return self.submit(self._run(call, route))
@@ -136,9 +157,20 @@ class InProcessRuntime:
         try:
             if self.limits is not None:
                 self.submit(self.limits.stop()).result(timeout=15)
+            if self.semantic is not None:
+                self.submit(self.semantic.stop()).result(timeout=30)  # saves the local index
+            if self.response_cache is not None:
+                self.submit(self.response_cache.close()).result(timeout=10)
             self.submit(self._session.close()).result(timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self.writer.close(timeout=10.0)
             self.ledger.close()
+
+
+def _cache_path(ledger_url: str, journal_dir: Path) -> Path:
+    """The SQLite file of the response cache: the ledger's own, or ``cache.db`` beside the journal."""
+    if ledger_url.startswith("sqlite:///") and not ledger_url.endswith(":memory:"):
+        return Path(ledger_url.removeprefix("sqlite:///"))
+    return Path(journal_dir).parent / "cache.db"

@@ -79,12 +79,12 @@ def _prepare(
     return call, route
 
 
-def _response_headers(call_model: str, result: Result, request_id: str) -> list[tuple[str, str]]:
+def _response_headers(call: Call, call_model: str, result: Result) -> list[tuple[str, str]]:
     headers = [
         ("content-type", "text/event-stream" if result.events is not None else "application/json"),
-        ("x-thrifty-request-id", request_id),
+        ("x-thrifty-request-id", call.request_id),
         ("x-thrifty-model", result.served_model or call_model),
-        ("x-thrifty-cache", "miss"),
+        ("x-thrifty-cache", call.cache_status),
     ]
     headers += [(k.decode(), v.decode()) for k, v in result.headers]
     return headers
@@ -136,7 +136,7 @@ class ThriftyTransport(httpx2.BaseTransport):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared
         result = self.runtime.run(call, route).result()
-        headers = _response_headers(route.name, result, call.request_id)
+        headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
         return httpx2.Response(
@@ -163,7 +163,7 @@ class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared
         result = await asyncio.wrap_future(self.runtime.run(call, route))
-        headers = _response_headers(route.name, result, call.request_id)
+        headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
         return httpx2.Response(

@@ -24,7 +24,9 @@ from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.record import RecordStep
+from thrifty.pipeline.semantic import SemanticCacheStep
 from thrifty.providers.upstream import Upstream, new_session
+from thrifty.semantic.service import SemanticService
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
 from thrifty.stores.keys import open_keys
 from thrifty.stores.ledger import LedgerStore, open_ledger
@@ -90,6 +92,8 @@ class Runtime:
     session: aiohttp.ClientSession | None = None
     dispatcher: Dispatcher | None = None
     response_cache: ResponseCache | None = None
+    semantic: SemanticService | None = None
+    """The semantic cache (``cache.semantic.enabled``): model and index loaded in ``start``."""
     limits: Limits | None = None
     """Budgets, plans and rate limits (see ``pipeline.limits``)."""
     optimisation: Optimisation | None = None
@@ -161,6 +165,17 @@ class Runtime:
         )
         if self.limits is not None:
             await self.limits.start()
+        cache = self.config.cache
+        if cache.exact.enabled or cache.semantic.enabled:
+            storage = self.config.storage
+            self.response_cache = (
+                RedisCache(storage.redis)
+                if storage.redis
+                else LocalCache(storage.local_cache_path(), cache.exact.memory_entries)
+            )
+            if cache.semantic.enabled:
+                self.semantic = SemanticService.open(cache, self.response_cache, storage.local_cache_path())
+                await self.semantic.start()  # loads the embedding model now, in a worker thread
         self.pipeline = Pipeline(self._steps(), self.dispatcher)
         self.started = True
 
@@ -169,14 +184,10 @@ class Runtime:
         record = RecordStep(self.prices, self.writer, self.counter)
         steps: list[Step] = [record]
         cache = self.config.cache
-        if cache.exact.enabled:
-            storage = self.config.storage
-            self.response_cache = (
-                RedisCache(storage.redis)
-                if storage.redis
-                else LocalCache(storage.local_cache_path(), cache.exact.memory_entries)
-            )
+        if cache.exact.enabled and self.response_cache is not None:
             steps.append(ExactCacheStep(self.response_cache, cache.exact, self.prices))
+        if self.semantic is not None:  # after the exact cache: runs on its misses
+            steps.append(SemanticCacheStep(self.semantic, cache, self.prices))
         if self.optimisation is not None:
             steps += self.optimisation.outer_steps(record.record)  # compression, output caps
             steps += self.optimisation.router_steps(record.record)
@@ -185,6 +196,8 @@ class Runtime:
         return steps
 
     async def stop(self) -> None:
+        if self.semantic is not None:
+            await self.semantic.stop()  # saves the local index
         if self.response_cache is not None:
             await self.response_cache.close()
         await self.keys.stop()

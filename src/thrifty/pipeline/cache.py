@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from thrifty.pipeline.call import Call, Next, Result, StreamState
 from thrifty.providers.sse import encode_event
 from thrifty.stores.cache import ResponseCache
 
-__all__ = ["ExactCacheStep", "cache_hit_result", "price_stored"]
+__all__ = ["ExactCacheStep", "cache_hit_result", "encode_entry", "load_entry", "price_stored", "stored_stream"]
 
 log = logging.getLogger("thrifty.cache")
 
@@ -47,13 +47,13 @@ class ExactCacheStep:
         key = exact_key(call.body, call.client_api, call.model, call.cache_version)
         stored = await self.cache.get(namespace, key)
         if stored is not None:
-            entry = _load(stored)
+            entry = load_entry(stored)
             if entry is not None and entry.get("api") == call.client_api:
                 return cache_hit_result(call, entry, "hit", "exact_cache", self.prices)
         call.cache_status = "miss"
         result = await next_step(call)
-        if result.status != 200:
-            return result
+        if result.status != 200 or call.cache_status != "miss":
+            return result  # failed, or answered by an inner cache (semantic): not stored as exact
         ttl = _ttl(spec, namespace)
         if result.events is None:
             if result.body is not None and len(result.body) <= spec.max_entry_bytes:
@@ -72,51 +72,73 @@ class ExactCacheStep:
         usage: Usage | None,
         ttl: int,
     ) -> None:
-        """An entry is a small JSON header, a newline, and the response body as the client got it
-        (so a hit sends it without decoding or encoding it)."""
-        cost = None
-        if usage is not None and result.priced_as is not None:
-            try:
-                cost = self.prices.price(usage, result.priced_as, provider=result.provider_id, at=call.ts).cost.total
-            except UnknownModelError:
-                cost = None
-        header = {
-            "api": call.client_api,
-            "model": result.served_model,
-            "priced_as": result.priced_as,
-            "provider": result.provider,
-            "provider_id": result.provider_id,
-            "usage": usage.as_dict() if usage is not None else None,
-            "cost": None if cost is None else str(cost),
-            "request_id": call.request_id,
-            "stored_at": time.time(),
-        }
-        value = orjson.dumps(header) + b"\n" + body
+        value = encode_entry(call, result, body, usage, self.prices)
         if len(value) <= self.spec.max_entry_bytes:
             await self.cache.put(namespace, key, value, ttl)
 
-    async def _store_stream(
+    def _store_stream(
         self, namespace: str, key: str, call: Call, result: Result, events: AsyncIterator[bytes], ttl: int
     ) -> AsyncIterator[bytes]:
-        accumulator: OpenAIAccumulator | AnthropicAccumulator = (
-            OpenAIAccumulator() if call.client_api == "openai" else AnthropicAccumulator()
-        )
-        size = 0
+        async def complete(body: bytes, usage: Usage | None) -> None:
+            await self._store(namespace, key, call, result, body, usage, ttl)
+
+        return stored_stream(call, result, events, self.spec.max_entry_bytes, complete)
+
+
+def encode_entry(
+    call: Call, result: Result, body: bytes, usage: Usage | None, prices: PriceBook, **extra: Any
+) -> bytes:
+    """An entry is a small JSON header, a newline, and the response body as the client got it
+    (so a hit sends it without decoding or encoding it). ``extra`` goes into the header (the
+    semantic cache keeps the question there). No request header, so no API key, is ever in it."""
+    cost = None
+    if usage is not None and result.priced_as is not None:
         try:
-            async for chunk in events:
-                size += len(chunk)
-                if size <= self.spec.max_entry_bytes:
-                    _feed(accumulator, chunk)
-                yield chunk
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
-        state = result.stream_state
-        complete = state is not None and state.finish_reason is not None and state.error is None
-        if complete and state is not None and size <= self.spec.max_entry_bytes:
-            body = orjson.dumps(accumulator.result())
-            await self._store(namespace, key, call, result, body, state.usage, ttl)
+            cost = prices.price(usage, result.priced_as, provider=result.provider_id, at=call.ts).cost.total
+        except UnknownModelError:
+            cost = None
+    header = {
+        "api": call.client_api,
+        "model": result.served_model,
+        "priced_as": result.priced_as,
+        "provider": result.provider,
+        "provider_id": result.provider_id,
+        "usage": usage.as_dict() if usage is not None else None,
+        "cost": None if cost is None else str(cost),
+        "request_id": call.request_id,
+        "stored_at": time.time(),
+        **extra,
+    }
+    return orjson.dumps(header) + b"\n" + body
+
+
+async def stored_stream(
+    call: Call,
+    result: Result,
+    events: AsyncIterator[bytes],
+    max_bytes: int,
+    complete: Callable[[bytes, Usage | None], Awaitable[None]],
+) -> AsyncIterator[bytes]:
+    """``events`` passed through unchanged; once a stream ends whole (and no larger than
+    ``max_bytes``), ``complete`` gets the answer as one response body and the stream's usage."""
+    accumulator: OpenAIAccumulator | AnthropicAccumulator = (
+        OpenAIAccumulator() if call.client_api == "openai" else AnthropicAccumulator()
+    )
+    size = 0
+    try:
+        async for chunk in events:
+            size += len(chunk)
+            if size <= max_bytes:
+                _feed(accumulator, chunk)
+            yield chunk
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+    state = result.stream_state
+    whole = state is not None and state.finish_reason is not None and state.error is None
+    if whole and state is not None and size <= max_bytes:
+        await complete(orjson.dumps(accumulator.result()), state.usage)
 
 
 def _feed(accumulator: OpenAIAccumulator | AnthropicAccumulator, chunk: bytes) -> None:
@@ -142,7 +164,7 @@ def _feed(accumulator: OpenAIAccumulator | AnthropicAccumulator, chunk: bytes) -
             accumulator.feed(event, parsed)
 
 
-def _load(raw: bytes) -> dict[str, Any] | None:
+def load_entry(raw: bytes) -> dict[str, Any] | None:
     """The entry's header, with the body's raw bytes under ``body_raw``."""
     head, newline, body = raw.partition(b"\n")
     if not newline:
