@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
@@ -29,11 +29,12 @@ from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.record import RecordStep
-from thrifty.pipeline.semantic import SemanticCacheStep
 from thrifty.providers.upstream import new_session
-from thrifty.semantic.service import SemanticService
 from thrifty.stores.cache import LocalCache
 from thrifty.stores.ledger import LedgerWriter, open_ledger
+
+if TYPE_CHECKING:
+    from thrifty.semantic.service import SemanticService
 
 __all__ = ["InProcessRuntime"]
 
@@ -95,6 +96,9 @@ class InProcessRuntime:
             if self.cache.exact.enabled:
                 self._cache_steps.append(ExactCacheStep(self.response_cache, self.cache.exact, prices))
             if self.cache.semantic.enabled:
+                from thrifty.pipeline.semantic import SemanticCacheStep  # numpy, onnxruntime: only when on
+                from thrifty.semantic.service import SemanticService
+
                 self.semantic = SemanticService.open(self.cache, self.response_cache, cache_path)
                 self.submit(self.semantic.start()).result()  # loads the embedding model now
                 self._cache_steps.append(SemanticCacheStep(self.semantic, self.cache, prices))

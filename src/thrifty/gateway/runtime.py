@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -24,13 +25,14 @@ from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.record import RecordStep
-from thrifty.pipeline.semantic import SemanticCacheStep
 from thrifty.providers.upstream import Upstream, new_session
-from thrifty.semantic.service import SemanticService
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
 from thrifty.stores.keys import open_keys
 from thrifty.stores.ledger import LedgerStore, open_ledger
 from thrifty.stores.ledger.journal_writer import JournalWriter
+
+if TYPE_CHECKING:
+    from thrifty.semantic.service import SemanticService
 
 __all__ = ["Runtime", "build_price_book", "build_routes"]
 
@@ -174,6 +176,8 @@ class Runtime:
                 else LocalCache(storage.local_cache_path(), cache.exact.memory_entries)
             )
             if cache.semantic.enabled:
+                from thrifty.semantic.service import SemanticService  # numpy, onnxruntime: only when on
+
                 self.semantic = SemanticService.open(cache, self.response_cache, storage.local_cache_path())
                 await self.semantic.start()  # loads the embedding model now, in a worker thread
         self.pipeline = Pipeline(self._steps(), self.dispatcher)
@@ -187,6 +191,8 @@ class Runtime:
         if cache.exact.enabled and self.response_cache is not None:
             steps.append(ExactCacheStep(self.response_cache, cache.exact, self.prices))
         if self.semantic is not None:  # after the exact cache: runs on its misses
+            from thrifty.pipeline.semantic import SemanticCacheStep
+
             steps.append(SemanticCacheStep(self.semantic, cache, self.prices))
         if self.optimisation is not None:
             steps += self.optimisation.outer_steps(record.record)  # compression, output caps
