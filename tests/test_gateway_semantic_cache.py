@@ -30,7 +30,9 @@ SECRET = "sk-live-never-stored-0123456789"
 
 
 def semantic_config(**semantic: Any) -> dict[str, Any]:
-    return {"cache": {"semantic": {"enabled": True, **semantic}}}
+    # These tests are about the cache's mechanics, so they use a looser threshold than the default
+    # (0.97, tuned for precision 0.95 on Quora pairs); the guard and verifier stay on.
+    return {"cache": {"semantic": {"enabled": True, "threshold": 0.9, **semantic}}}
 
 
 @pytest.fixture(params=["local", "pgvector"])
