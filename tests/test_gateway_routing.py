@@ -385,3 +385,27 @@ def test_retrieved_chunks_are_pruned_and_their_marks_never_reach_the_provider(
     assert row.details["compression"]["retrieval"] > 0 and row.savings["compression"] > 0
     assert row.status == "ok"
     assert Decimal(raw.headers["x-thrifty-cost-usd"]) == row.cost.total  # type: ignore[union-attr]
+
+
+def test_a_router_on_the_semantic_model_shares_the_semantic_caches_copy(simulator_url: str, tmp_path: Path) -> None:
+    from thrifty.semantic.embedder import OnnxEmbedder
+
+    embedder = OnnxEmbedder()
+    prompts = [f"prove lemma {i} about prime gaps rigorously" for i in range(8)]
+    prompts += [f"say hi to my colleague number {i}" for i in range(8)]
+    router = train_router(embedder, prompts, [0.0] * 8 + [1.0] * 8, [1.0] * 16, iterations=150)
+    (tmp_path / "router.json").write_bytes(orjson.dumps(router.to_document()))
+    routing = {"policy": "learned", "learned": {"path": "router.json", "thresholds": [0.5]}}
+    cache = {"semantic": {"enabled": True}}
+    with running_gateway(simulator_url, tmp_path, tiers=TIERS, routing=routing, cache=cache) as gateway:
+        runtime = gateway.runtime
+        assert runtime.semantic is not None and runtime.optimisation is not None
+        assert runtime.optimisation.learned is not None
+        assert runtime.optimisation.learned.embedder is runtime.semantic.embedder  # one model in memory
+        raw = gpt(gateway).chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "say hi to my colleague"}],
+            max_tokens=400,  # type: ignore[arg-type]
+        )
+        assert raw.headers["x-thrifty-model"] == "gpt-4o-mini"
+        assert raw.headers["x-thrifty-route"].startswith("learned: small -> gpt-4o-mini (score ")

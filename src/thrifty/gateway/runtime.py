@@ -3,8 +3,9 @@ writer, keys, the upstream pool and the pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -180,8 +181,23 @@ class Runtime:
 
                 self.semantic = SemanticService.open(cache, self.response_cache, storage.local_cache_path())
                 await self.semantic.start()  # loads the embedding model now, in a worker thread
+        await self._share_router_embedder()
         self.pipeline = Pipeline(self._steps(), self.dispatcher)
         self.started = True
+
+    async def _share_router_embedder(self) -> None:
+        """A learned router on the semantic cache's model uses the cache's loaded copy (one model
+        in memory, one embedding a request, shared through ``Call.embeddings``); a router on a
+        model of its own loads it now, not on the first request."""
+        learned = self.optimisation.learned if self.optimisation is not None else None
+        if learned is None or self.optimisation is None:
+            return
+        if self.semantic is not None and self.semantic.embedder.name == learned.embedder.name:
+            self.optimisation.learned = replace(learned, embedder=self.semantic.embedder)
+            return
+        load = getattr(learned.embedder, "load", None)
+        if callable(load):
+            await asyncio.to_thread(load)
 
     def _steps(self) -> list[Step]:
         """The pipeline, outermost first (see the README for what each step does)."""
