@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from thrifty.semantic.index import _as_vector
+from thrifty.stores.pg_session import PgSession
 
 if TYPE_CHECKING:
     import psycopg
@@ -44,8 +44,7 @@ class PgVectorIndex:
         self.dim = dim
         self.table = table
         self.hnsw = hnsw
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._session = PgSession(self._connect)
 
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
@@ -69,27 +68,10 @@ class PgVectorIndex:
         return conn
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import psycopg
-
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                try:
-                    cursor = self._conn.execute(sql.encode(), params)
-                    return list(cursor.fetchall()) if cursor.description is not None else [(cursor.rowcount,)]
-                except psycopg.OperationalError:
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+        return self._session.run(sql, params)
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._session.close()
 
     def add(self, namespace: str, context: str, entry_id: str, vector: npt.ArrayLike) -> None:
         unit = _as_vector(vector, self.dim)

@@ -9,11 +9,11 @@ the log (once a minute), never failing a request.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from thrifty.stores.cache import _Warner
+from thrifty.stores.pg_session import PgSession
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,8 +33,7 @@ def with_connect_timeout(url: str, seconds: int = 2) -> str:
 class PgResponseCache:
     def __init__(self, url: str) -> None:
         self._url = with_connect_timeout(url)
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._session = PgSession(self._connect)
         self._warn = _Warner()
         self._puts = 0
 
@@ -49,21 +48,7 @@ class PgResponseCache:
         return conn
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import psycopg
-
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                try:
-                    cursor = self._conn.execute(sql.encode(), params)
-                    return list(cursor.fetchall()) if cursor.description is not None else [(cursor.rowcount,)]
-                except psycopg.OperationalError:
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+        return self._session.run(sql, params)
 
     def _get(self, namespace: str, key: str) -> bytes | None:
         rows = self._run(
@@ -103,7 +88,4 @@ class PgResponseCache:
         return int(rows[0][0])
 
     async def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._session.close()
