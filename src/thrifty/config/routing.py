@@ -57,6 +57,16 @@ DEFAULT_SUMMARY_PROMPT = (
 DEFAULT_CONCISE_INSTRUCTION = "Answer concisely: no preamble, no repetition of the question, no closing summary."
 
 
+def _compiled(patterns: list[str]) -> list[str]:
+    """The patterns, once each is known to compile (a bad one is a config error, not a 500)."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
+    return patterns
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -89,12 +99,7 @@ class RuleSpec(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
-        return patterns
+        return _compiled(patterns)
 
     @property
     def label(self) -> str:
@@ -144,12 +149,7 @@ class EscalationSpec(_Strict):
     @field_validator("refusal_patterns")
     @classmethod
     def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
-        return patterns
+        return _compiled(patterns)
 
 
 class RoutingSpec(_Strict):
