@@ -9,6 +9,7 @@ measured on the pairs it was tuned on. ``--split all`` evaluates every pair inst
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +61,11 @@ def _score(pairs: list[Any], *, verifier: bool) -> PairScores:
     from thrifty.semantic.verifier import Verifier
 
     embedder = OnnxEmbedder(threads=2)
+    texts = len({t for p in pairs for t in (p.a, p.b)})
+    hidden = not sys.stderr.isatty()
     try:
-        return score_pairs(pairs, embedder, Verifier(embedder) if verifier else None)
+        with click.progressbar(length=texts, label="embedding questions", file=sys.stderr, hidden=hidden) as bar:
+            return score_pairs(pairs, embedder, Verifier(embedder) if verifier else None, progress=bar.update)
     except EmbedderError as error:
         raise CliError(str(error)) from None
 

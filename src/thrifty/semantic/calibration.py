@@ -13,10 +13,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,8 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from thrifty.semantic.embedder import Embedder
     from thrifty.semantic.verifier import Verifier
+
+_PROGRESS_BATCH = 256
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -244,9 +246,11 @@ def score_pairs(
     pairs: Sequence[Pair],
     embedder: Embedder | None = None,
     verifier: Verifier | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> PairScores:
     """Cosine (from ``embedder``, else from the verifier's local model), the guard's verdict and the
-    verifier's probability for every pair. Each distinct text is run through a model once."""
+    verifier's probability for every pair. Each distinct text is run through a model once;
+    ``progress(n)`` is told as each batch of ``n`` texts is done (the models are most of the time)."""
     import time
 
     from thrifty.semantic.guard import compare, features
@@ -260,9 +264,21 @@ def score_pairs(
     right = np.array([row[p.b] for p in pairs], dtype=np.int64)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    prepared = verifier.prepare(texts) if verifier is not None else None
+    chunks = [texts[i : i + _PROGRESS_BATCH] for i in range(0, len(texts), _PROGRESS_BATCH)]
+    prepared: list[Any] | None = None
+    if verifier is not None:
+        prepared = []
+        for chunk in chunks:
+            prepared += verifier.prepare(chunk)
+            if progress is not None and embedder is verifier.encoder:
+                progress(len(chunk))
     if embedder is not None and (verifier is None or embedder is not verifier.encoder):
-        vectors = embedder.embed(texts)
+        parts = []
+        for chunk in chunks:
+            parts.append(embedder.embed(chunk))
+            if progress is not None:
+                progress(len(chunk))
+        vectors = np.vstack(parts) if parts else np.zeros((0, embedder.dim), dtype=np.float32)
     else:
         assert prepared is not None
         vectors = np.stack([p.sentence for p in prepared])
