@@ -161,3 +161,37 @@ def test_usearch_and_onnxruntime_load_together_in_either_order() -> None:
             [sys.executable, "-c", f"import {first}, {second}"], capture_output=True, timeout=120, check=False
         )
         assert done.returncode == 0, (first, second, done.returncode, done.stderr[-500:])
+
+
+def test_a_graph_saved_with_older_settings_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written before the graph settings changed (f16, connectivity 16) load and keep working."""
+    from thrifty.semantic import index as module
+
+    monkeypatch.setattr(module, "ANN_CONNECTIVITY", 16)
+    old = LocalIndex(DIM, exact_limit=0)
+    for i in range(40):
+        old.add("ns", "c", f"e{i}", unit(i))
+    path = tmp_path / "old.idx"
+    old.save(path)
+    monkeypatch.undo()
+    loaded = LocalIndex.load(path)
+    assert loaded.partitions() == {("ns", "c"): ("ann", 40)}
+    for i in range(40):
+        assert loaded.search("ns", "c", near(unit(i), i), 1)[0][0] == f"e{i}"
+    loaded.add("ns", "c", "new", unit(900))
+    assert loaded.search("ns", "c", unit(900), 1)[0][0] == "new"
+
+
+def test_expansion_search_is_adjustable() -> None:
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((500, DIM)).astype(np.float32)
+    index = LocalIndex(DIM, exact_limit=0, expansion_search=8)
+    index.add_many("ns", "c", [f"e{i}" for i in range(len(data))], data)
+    index.set_expansion_search(256)
+    assert index.expansion_search == 256
+    assert all(index.search("ns", "c", data[i], 1)[0][0] == f"e{i}" for i in range(0, 500, 25))
+    assert index.vector_bytes() > 0
+    with pytest.raises(ValueError, match="positive"):
+        index.set_expansion_search(0)
+    with pytest.raises(ValueError, match="positive"):
+        LocalIndex(DIM, expansion_search=0)

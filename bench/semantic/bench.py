@@ -1,11 +1,15 @@
 """The semantic cache measured on this machine, in one run:
 
-    .venv/bin/python bench/semantic/bench.py [--sizes 10000,100000,1000000] [--skip-index] [--skip-quality]
+    .venv/bin/python bench/semantic/bench.py [--sizes 10000,100000,1000000] [--vectors realistic,random]
+        [--ef-search 128] [--skip-embedding] [--skip-index] [--skip-quality]
 
 1. Embedding latency and throughput of the local model (int8 all-MiniLM-L6-v2 on onnxruntime), one
    text at a time and in batches, 1 and 2 threads; and what the verifier adds per candidate.
 2. Index search p50/p99 at each size: usearch HNSW (the ANN partitions) against exact numpy search
-   over the same vectors, recall@1 of the ANN, build time, and memory per entry.
+   over the same vectors, recall@1 of the ANN (against the exact nearest), build time, and memory per
+   entry; on vectors distributed like real embeddings (built from the int8 MiniLM vectors of the
+   Quora questions, computed once and cached under /tmp) and on uniformly random ones (the worst
+   case).
 3. Quality on the held-out split of the Quora development pairs (thresholds chosen on the
    calibration split, never on the held-out one): (a) plain cosine, (b) + guard, (c) + verifier,
    (d) the shipped configuration (guard + verifier at the shipped operating point); and the share of
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from usearch import __version__ as usearch_version
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
@@ -36,7 +41,13 @@ from thrifty.semantic.calibration import (  # noqa: E402
     split,
 )
 from thrifty.semantic.embedder import OnnxEmbedder  # noqa: E402
-from thrifty.semantic.index import LocalIndex  # noqa: E402
+from thrifty.semantic.index import (  # noqa: E402
+    ANN_CONNECTIVITY,
+    ANN_DTYPE,
+    ANN_EXPANSION_ADD,
+    ANN_EXPANSION_SEARCH,
+    LocalIndex,
+)
 from thrifty.semantic.nearmiss import KINDS, generate  # noqa: E402
 from thrifty.semantic.verifier import Verifier  # noqa: E402
 
@@ -54,6 +65,11 @@ def rss_bytes() -> int:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ratio(slow: float, fast: float) -> str:
+    x = slow / fast
+    return f"{x:.1f}x" if x < 10 else f"{x:,.0f}x"
 
 
 def ms(seconds: float) -> str:
@@ -89,45 +105,134 @@ def bench_embedding(texts: list[str]) -> None:
     print(f"verifier, per candidate (one model run + features): p50 {ms(pct(costs, 50))} p99 {ms(pct(costs, 99))}")
 
 
-def bench_index(sizes: list[int]) -> None:
-    print("\n== index search (384 dims, one partition, 1 query at a time)")
-    rng = np.random.default_rng(0)
-    for n in sizes:
-        data = rng.standard_normal((n, DIM), dtype=np.float32)
-        data /= np.linalg.norm(data, axis=1, keepdims=True)
-        ids = [f"e{i}" for i in range(n)]
-        picks = rng.integers(0, n, 300)
-        queries = data[picks] + 0.3 * rng.standard_normal((300, DIM), dtype=np.float32) / np.sqrt(DIM)
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-        exact_times, exact_top = [], []
-        for q in queries[: 100 if n >= 1_000_000 else 300]:
+QUESTIONS_CACHE = Path("/tmp/thrifty-bench/quora-minilm-int8.npy")  # computed once; never in the project
+HELD_OUT_QUESTIONS = 1000  # real questions kept out of the stored set; queries are built from them
+ENTRY_SPREAD = 0.5  # stored entry = real question + 0.5 x N(0, covariance of the real embeddings)
+QUERY_SPREAD = 0.2  # query = held-out question (or a stored entry) + 0.2 x the same noise
+QUERIES = 200  # per query set
+
+
+def real_embeddings() -> np.ndarray:
+    """int8 all-MiniLM-L6-v2 vectors of every distinct question in the Quora development pairs."""
+    if QUESTIONS_CACHE.is_file():
+        return np.load(QUESTIONS_CACHE)
+    pairs = read_pairs(PAIRS)
+    texts = list(dict.fromkeys(t for p in pairs for t in (p.a, p.b)))
+    print(f"embedding {len(texts):,} distinct questions once (cached in {QUESTIONS_CACHE}) ...", flush=True)
+    vectors = OnnxEmbedder(threads=2).embed(texts)
+    QUESTIONS_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    np.save(QUESTIONS_CACHE, vectors)
+    return vectors
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix
+
+
+def random_vectors(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The worst case: uniform on the 384-d sphere; queries are stored entries plus a little noise."""
+    data = unit_rows(rng.standard_normal((n, DIM), dtype=np.float32))
+    noise = 0.3 * rng.standard_normal((QUERIES, DIM), dtype=np.float32) / np.float32(np.sqrt(DIM))
+    return data, {"near a stored entry": unit_rows(data[rng.integers(0, n, QUERIES)] + noise)}
+
+
+def realistic_vectors(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Distributed like real sentence embeddings: a Gaussian mixture around ~22k real questions.
+
+    Each stored entry is a real question's vector plus noise drawn with the covariance of the real
+    embeddings (so it stays in the directions sentence embeddings actually vary in), renormalised:
+    an entry's nearest stored neighbour has cosine ~0.83, as real questions' nearest neighbours
+    (median 0.80) do. Queries: held-out real questions (never stored) plus smaller noise, the
+    paraphrase of something new; and stored entries plus that noise, the paraphrase of a cached one.
+    """
+    real = real_embeddings()
+    order = rng.permutation(len(real))
+    held_out, base = real[order[:HELD_OUT_QUESTIONS]], real[order[HELD_OUT_QUESTIONS:]]
+    values, axes = np.linalg.eigh(np.cov(base, rowvar=False))
+    shape = (axes * np.sqrt(np.clip(values, 0.0, None))).T.astype(np.float32)
+
+    def noise(rows: int, spread: float) -> np.ndarray:
+        out: np.ndarray = np.float32(spread) * (rng.standard_normal((rows, DIM), dtype=np.float32) @ shape)
+        return out
+
+    data = np.empty((n, DIM), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        data[start:stop] = base[np.arange(start, stop) % len(base)] + noise(stop - start, ENTRY_SPREAD)
+    unit_rows(data)
+    new = unit_rows(held_out[rng.integers(0, len(held_out), QUERIES)] + noise(QUERIES, QUERY_SPREAD))
+    cached = unit_rows(data[rng.integers(0, n, QUERIES)] + noise(QUERIES, QUERY_SPREAD))
+    return data, {"held-out question": new, "stored entry": cached}
+
+
+def true_nearest(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """The exact nearest stored entry of each query (batched matrix products)."""
+    best = np.full(len(queries), -np.inf, dtype=np.float32)
+    where = np.zeros(len(queries), dtype=np.int64)
+    for start in range(0, len(data), 100_000):
+        scores = data[start : start + 100_000] @ queries.T
+        top = scores.argmax(axis=0)
+        value = scores[top, np.arange(len(queries))]
+        better = value > best
+        best[better], where[better] = value[better], top[better] + start
+    return where
+
+
+def bench_index(sizes: list[int], kinds: list[str], ef_search: list[int]) -> None:
+    print(
+        f"\n== index search: 384 dims, one partition, one query at a time, k=4; LocalIndex's HNSW "
+        f"(usearch {usearch_version}, {ANN_DTYPE}, connectivity {ANN_CONNECTIVITY}, expansion_add "
+        f"{ANN_EXPANSION_ADD}, expansion_search {ANN_EXPANSION_SEARCH}) against exact numpy search "
+        "(float32 matrix @ query) over the same vectors"
+    )
+    generators = {"random": random_vectors, "realistic": realistic_vectors}
+    for kind in kinds:
+        print(f"-- {kind}: {(generators[kind].__doc__ or '').splitlines()[0]}")
+        for n in sizes:
+            rng = np.random.default_rng(0)
+            data, query_sets = generators[kind](n, rng)
+            truth = {name: true_nearest(data, queries) for name, queries in query_sets.items()}
+            exact_times = []
+            for q in next(iter(query_sets.values()))[: 50 if n >= 500_000 else QUERIES]:
+                started = time.perf_counter()
+                int(np.argmax(data @ q))
+                exact_times.append(time.perf_counter() - started)
+            exact_p50, exact_p99 = pct(exact_times, 50), pct(exact_times, 99)
+            gc.collect()
+            before = rss_bytes()
+            ids = [f"e{i}" for i in range(n)]  # counted: the index keeps them
+            index = LocalIndex(DIM, exact_limit=0)
             started = time.perf_counter()
-            scores = data @ q
-            top = int(np.argmax(scores))
-            exact_times.append(time.perf_counter() - started)
-            exact_top.append(top)
-        gc.collect()
-        before = rss_bytes()
-        index = LocalIndex(DIM, exact_limit=0)
-        started = time.perf_counter()
-        index.add_many("ns", "ctx", ids, data)
-        build = time.perf_counter() - started
-        after = rss_bytes()
-        ann_times, hits = [], 0
-        for i, q in enumerate(queries):
-            started = time.perf_counter()
-            found = index.search("ns", "ctx", q, 4)
-            ann_times.append(time.perf_counter() - started)
-            if i < len(exact_top) and found and found[0][0] == f"e{exact_top[i]}":
-                hits += 1
-        print(
-            f"{n:>9,} entries: ANN p50 {ms(pct(ann_times, 50))} p99 {ms(pct(ann_times, 99))} "
-            f"recall@1 {hits / len(exact_top):.3f} | exact numpy p50 {ms(pct(exact_times, 50))} "
-            f"p99 {ms(pct(exact_times, 99))} | build {build:.1f} s | memory {(after - before) / n:.0f} B/entry "
-            "(graph + f16 vectors + id maps)"
-        )
-        del index, data
-        gc.collect()
+            index.add_many("ns", "ctx", ids, data)
+            build = time.perf_counter() - started
+            gc.collect()
+            per_entry = (rss_bytes() - before) / n
+            graph = index.vector_bytes() / n
+            print(
+                f"{n:>9,} entries: build {build:.1f} s ({n / build:,.0f} entries/s); memory {per_entry:.0f} B/entry "
+                f"resident (graph + f16 vectors + id maps; usearch reserves {graph:.0f}; exact search keeps "
+                f"{4 * DIM} B of float32 + ids); exact numpy "
+                f"p50 {ms(exact_p50)} p99 {ms(exact_p99)}"
+            )
+            for ef in ef_search:
+                index.set_expansion_search(ef)
+                mark = " (default)" if ef == ANN_EXPANSION_SEARCH else ""
+                for name, queries in query_sets.items():
+                    times, hits = [], 0
+                    for q, want in zip(queries, truth[name], strict=True):
+                        started = time.perf_counter()
+                        found = index.search("ns", "ctx", q, 4)
+                        times.append(time.perf_counter() - started)
+                        hits += bool(found) and found[0][0] == f"e{want}"
+                    p50, p99 = pct(times, 50), pct(times, 99)
+                    print(
+                        f"    expansion_search {ef:>3}{mark:<10} {name:<20} recall@1 {hits / len(queries):.3f}  "
+                        f"p50 {ms(p50)} p99 {ms(p99)}  ({ratio(exact_p50, p50)} / {ratio(exact_p99, p99)} faster "
+                        "than exact)"
+                    )
+            del index, data, ids
+            gc.collect()
 
 
 def rates(scores: PairScores, threshold: float | None, guard: bool, verifier: bool, cut: float) -> tuple[str, str]:
@@ -209,7 +314,13 @@ def recall_cost(scores: PairScores) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="index sizes, comma-separated")
+    parser.add_argument(
+        "--vectors", default="realistic,random", help="realistic (like real embeddings) and/or random (worst case)"
+    )
+    parser.add_argument(
+        "--ef-search", default=str(ANN_EXPANSION_SEARCH), help="expansion_search values to measure, comma-separated"
+    )
     parser.add_argument("--target-precision", type=float, default=0.95)
     parser.add_argument("--skip-embedding", action="store_true")
     parser.add_argument("--skip-index", action="store_true")
@@ -222,7 +333,11 @@ def main() -> None:
     if not args.skip_embedding:
         bench_embedding(texts)
     if not args.skip_index:
-        bench_index([int(s) for s in args.sizes.split(",")])
+        kinds = [k.strip() for k in args.vectors.split(",") if k.strip()]
+        if not set(kinds) <= {"realistic", "random"}:
+            parser.error("--vectors takes realistic and/or random")
+        sizes = [int(s) for s in args.sizes.split(",")]
+        bench_index(sizes, kinds, [int(e) for e in args.ef_search.split(",")])
     if not args.skip_quality:
         bench_quality(args.target_precision)
 
