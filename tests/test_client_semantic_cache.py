@@ -109,3 +109,32 @@ def test_the_exact_cache_is_on_by_default_in_process(simulator_url: str, tmp_pat
         assert sampled.headers["x-thrifty-cache"] == "bypass"
     finally:
         instance.close()
+
+
+def test_a_provider_embedders_calls_are_recorded_in_process(simulator_url: str, tmp_path: Path) -> None:
+    from tests.support.embeddings import running_embeddings_provider
+
+    with running_embeddings_provider() as (url, _):
+        embedder = {"kind": "provider", "base_url": f"{url}/usage/v1", "model": "text-embedding-3-small", "dim": 384}
+        instance = thrifty.Thrifty(
+            ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+            journal_dir=tmp_path / "journal",
+            cache={"semantic": {"enabled": True, "threshold": 0.9, "embedder": embedder}},
+        )
+        try:
+            client = instance.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"), team="docs")
+            assert ask(client, FIRST).headers["x-thrifty-cache"] == "miss"
+            assert ask(client, PARAPHRASE).headers["x-thrifty-cache"] == "semantic"
+            recorded = rows(instance, tmp_path)
+        finally:
+            instance.close()
+    embeddings = [r for r in recorded if r.details.get("purpose") == "semantic cache embedding"]
+    (miss,) = [r for r in recorded if r.cache_status == "miss" and r not in embeddings]
+    (hit,) = [r for r in recorded if r.cache_status == "semantic"]
+    assert len(recorded) == 4 and len(embeddings) == 2
+    assert sorted(r.usage.input_tokens for r in embeddings) == sorted([len(FIRST), len(PARAPHRASE)])
+    assert all(r.team == "docs" and r.cost is not None and r.cost.total > 0 for r in embeddings)
+    (spent,) = [r.cost.total for r in embeddings if r.request_id == hit.request_id and r.cost is not None]
+    assert hit.cost is not None and hit.cost.total == 0
+    assert Decimal(hit.details["semantic_cache"]["embedding_cost_usd"]) == spent
+    assert miss.cost is not None and hit.savings == {"semantic_cache": miss.cost.total - spent}

@@ -19,8 +19,10 @@ import openai
 import pytest
 import yaml
 
+from tests.support.embeddings import EmbeddingsProvider, running_embeddings_provider
 from tests.support.gateway import RunningGateway, expected_cost, running_gateway
 from tests.support.pgvector import pgvector_server, pgvector_url  # noqa: F401  (fixtures)
+from thrifty.core.usage import Usage
 
 FIRST = "How do I enable dark mode?"
 PARAPHRASE = "How can I turn on dark mode?"
@@ -92,6 +94,8 @@ def test_a_paraphrase_hits_costs_nothing_and_records_its_similarity(gateway: Run
     assert miss.cost is not None and miss.cost.total > 0
     assert hit.counterfactual_cost == miss.cost.total == expected_cost(miss.usage, "gpt-4o-mini", miss)
     assert hit.savings == {"semantic_cache": miss.cost.total}
+    assert len(gateway.records(2)) == 2  # the local model costs nothing: no embedding rows
+    assert "embedding_cost_usd" not in hit.details["semantic_cache"]
     if index != "local":  # pgvector keeps the entries beside the vectors
         import psycopg
 
@@ -291,6 +295,9 @@ def test_a_failing_embedder_is_a_miss_not_a_failure(simulator_url: str, tmp_path
         client = gpt(gateway)
         assert status(ask(client, FIRST)) == "miss"
         assert status(ask(client, PARAPHRASE)) == "miss"
+        rows = gateway.records(2)
+        assert len(rows) == 2  # nothing was billed for the failed embeddings: no rows of theirs
+        assert all("embedding_cost_usd" not in r.details["semantic_cache"] for r in rows)
 
 
 def test_a_provider_embedder_serves_the_cache(simulator_url: str, tmp_path: Path) -> None:
@@ -302,3 +309,123 @@ def test_a_provider_embedder_serves_the_cache(simulator_url: str, tmp_path: Path
         client = gpt(gateway)
         assert status(ask(client, FIRST)) == "miss"
         assert status(ask(client, FIRST)) == "semantic"
+
+
+# -- a provider embedder's calls are paid for, and recorded -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embeddings_provider() -> Iterator[tuple[str, EmbeddingsProvider]]:
+    with running_embeddings_provider() as running:
+        yield running
+
+
+def provider_overrides(base_url: str, model: str = "text-embedding-3-small") -> dict[str, Any]:
+    embedder = {"kind": "provider", "base_url": base_url, "model": model, "dim": 384}
+    return semantic_config(embedder=embedder)
+
+
+def by_role(rows: list[Any]) -> tuple[Any, Any, Any, Any]:
+    """(the miss's embedding row, the miss, the hit's embedding row, the hit): an embedding row and
+    its request's row may be written in the same millisecond, so their ids need not be in order."""
+    embeddings = [r for r in rows if r.details.get("purpose") == "semantic cache embedding"]
+    (miss,) = [r for r in rows if r not in embeddings and r.cache_status == "miss"]
+    (hit,) = [r for r in rows if r.cache_status == "semantic"]
+    (first,) = [r for r in embeddings if r.request_id == miss.request_id]
+    (second,) = [r for r in embeddings if r.request_id == hit.request_id]
+    assert len(rows) == 4
+    return first, miss, second, hit
+
+
+def test_a_provider_embedders_calls_are_ledger_rows_and_net_of_the_hits_saving(
+    simulator_url: str, tmp_path: Path, embeddings_provider: tuple[str, EmbeddingsProvider]
+) -> None:
+    url, provider = embeddings_provider
+    provider.inputs.clear()
+    with running_gateway(simulator_url, tmp_path, **provider_overrides(f"{url}/usage/v1")) as gateway:
+        client = gpt(gateway, **{"x-thrifty-team": "red", "x-thrifty-feature": "help"})
+        assert status(ask(client, FIRST)) == "miss"
+        second = ask(client, PARAPHRASE)
+        assert status(second) == "semantic"
+        assert Decimal(second.headers["x-thrifty-cost-usd"]) == 0
+        rows = gateway.records(4)
+    assert provider.inputs == [FIRST, PARAPHRASE]  # one paid call per question
+    first_embedding, miss, hit_embedding, hit = by_role(rows)
+    costs = []
+    for row, question, served in ((first_embedding, FIRST, miss), (hit_embedding, PARAPHRASE, hit)):
+        # The request it served (its id) and that request's attribution.
+        assert (
+            (row.team, row.feature, row.key_id) == (served.team, served.feature, served.key_id) == ("red", "help", None)
+        )
+        assert row.requested_model == row.served_model == "text-embedding-3-small"
+        assert row.status == "ok" and row.http_status == 200 and not row.stream
+        assert row.usage == Usage(input_tokens=len(question))  # the provider's usage.prompt_tokens
+        assert "usage_estimated" not in row.details
+        assert row.cost is not None
+        assert row.cost.total == expected_cost(row.usage, "text-embedding-3-small", row) > 0  # exact
+        costs.append(row.cost.total)
+    first_cost, hit_cost = costs
+    # The miss: its embedding row carries the cost as a negative saving (nothing would have been
+    # embedded without the cache), and the question's row reports it.
+    assert first_embedding.savings == {"semantic_cache": -first_cost}
+    assert first_embedding.counterfactual_cost == 0
+    assert Decimal(miss.details["semantic_cache"]["embedding_cost_usd"]) == first_cost
+    assert miss.details["semantic_cache"]["embedding_input_tokens"] == len(FIRST)
+    assert miss.savings == {} and miss.cost is not None and miss.cost.total > 0
+    # The hit: cost 0 in its own row; the embedding is what it cost, and comes off its saving.
+    assert hit.cost is not None and hit.cost.total == 0
+    assert hit.counterfactual_cost == miss.cost.total
+    assert hit.details["semantic_cache"]["embedding_model"] == "text-embedding-3-small"
+    assert hit.details["semantic_cache"]["embedding_input_tokens"] == len(PARAPHRASE)
+    assert Decimal(hit.details["semantic_cache"]["embedding_cost_usd"]) == hit_cost
+    assert hit.savings == {"semantic_cache": miss.cost.total - hit_cost}
+    assert hit_embedding.savings == {} and hit_embedding.counterfactual_cost == 0
+    # Over the ledger, the savings are net of every embedding: counterfactual - cost = savings.
+    spent = sum((r.cost.total for r in rows if r.cost is not None), Decimal(0))
+    without = sum((r.counterfactual_cost for r in rows if r.counterfactual_cost is not None), Decimal(0))
+    saved = sum((v for r in rows for v in r.savings.values()), Decimal(0))
+    assert saved == without - spent == miss.cost.total - first_cost - hit_cost
+
+
+def test_a_provider_embedder_with_no_usage_is_counted_and_flagged(
+    simulator_url: str, tmp_path: Path, embeddings_provider: tuple[str, EmbeddingsProvider]
+) -> None:
+    from thrifty.core.tokens.counter import TokenCounter
+
+    url, _ = embeddings_provider
+    with running_gateway(simulator_url, tmp_path, **provider_overrides(f"{url}/silent/v1")) as gateway:
+        client = gpt(gateway)
+        ask(client, FIRST)
+        assert status(ask(client, PARAPHRASE)) == "semantic"
+        rows = gateway.records(4)
+    first_embedding, miss, hit_embedding, hit = by_role(rows)
+    counter = TokenCounter()
+    for row, question in ((first_embedding, FIRST), (hit_embedding, PARAPHRASE)):
+        exact = counter.count_text(question, "text-embedding-3-small")
+        assert not exact.approximate  # cl100k_base: thrifty's count is the provider's
+        assert row.usage == Usage(input_tokens=exact.input_tokens)
+        assert row.details["usage_estimated"] is True
+        assert row.cost is not None and row.cost.total == expected_cost(row.usage, "text-embedding-3-small", row)
+    assert hit.details["semantic_cache"]["embedding_usage_estimated"] is True
+    assert miss.cost is not None and hit_embedding.cost is not None
+    assert hit.savings == {"semantic_cache": miss.cost.total - hit_embedding.cost.total}
+
+
+def test_an_unpriced_embedding_model_costs_none_never_zero(
+    simulator_url: str, tmp_path: Path, embeddings_provider: tuple[str, EmbeddingsProvider]
+) -> None:
+    url, _ = embeddings_provider
+    overrides = provider_overrides(f"{url}/usage/v1", model="house-embedder-v1")
+    with running_gateway(simulator_url, tmp_path, **overrides) as gateway:
+        client = gpt(gateway)
+        ask(client, FIRST)
+        assert status(ask(client, PARAPHRASE)) == "semantic"
+        rows = gateway.records(4)
+    first_embedding, miss, hit_embedding, hit = by_role(rows)
+    for row in (first_embedding, hit_embedding):
+        assert row.cost is None and "price_error" in row.details
+        assert row.usage.input_tokens > 0
+    assert first_embedding.savings == {}
+    assert hit.details["semantic_cache"]["embedding_cost_usd"] is None
+    assert hit.cost is not None and hit.cost.total == 0
+    assert miss.cost is not None and hit.savings == {"semantic_cache": miss.cost.total}

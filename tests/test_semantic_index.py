@@ -189,7 +189,9 @@ def test_expansion_search_is_adjustable() -> None:
     index.add_many("ns", "c", [f"e{i}" for i in range(len(data))], data)
     index.set_expansion_search(256)
     assert index.expansion_search == 256
-    assert all(index.search("ns", "c", data[i], 1)[0][0] == f"e{i}" for i in range(0, 500, 25))
+    # Approximate search (a graph built by several threads differs run to run): nearly all, not all.
+    found = sum(index.search("ns", "c", data[i], 1)[0][0] == f"e{i}" for i in range(0, 500, 5))
+    assert found >= 95, found
     assert index.vector_bytes() > 0
     with pytest.raises(ValueError, match="positive"):
         index.set_expansion_search(0)

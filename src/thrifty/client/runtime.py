@@ -101,7 +101,10 @@ class InProcessRuntime:
 
                 self.semantic = SemanticService.open(self.cache, self.response_cache, cache_path)
                 self.submit(self.semantic.start()).result()  # loads the embedding model now
-                self._cache_steps.append(SemanticCacheStep(self.semantic, self.cache, prices))
+                step = SemanticCacheStep(
+                    self.semantic, self.cache, prices, record=self._record.record, counter=self.counter
+                )
+                self._cache_steps.append(step)
         self._closed = False
         atexit.register(self.close)
 

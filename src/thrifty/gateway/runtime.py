@@ -209,7 +209,9 @@ class Runtime:
         if self.semantic is not None:  # after the exact cache: runs on its misses
             from thrifty.pipeline.semantic import SemanticCacheStep
 
-            steps.append(SemanticCacheStep(self.semantic, cache, self.prices))
+            steps.append(
+                SemanticCacheStep(self.semantic, cache, self.prices, record=record.record, counter=self.counter)
+            )
         if self.optimisation is not None:
             steps += self.optimisation.outer_steps(record.record)  # compression, output caps
             steps += self.optimisation.router_steps(record.record)

@@ -12,33 +12,92 @@ A hit is answered like an exact hit (whole, or replayed as a stream in the clien
 cost, with ``x-thrifty-cache: semantic`` and ``x-thrifty-cache-similarity``; the ledger row keeps
 the similarity and the cost of the answer it reused. The same requests bypass it as bypass the
 exact cache (``x-thrifty-cache: off``; sampled requests unless forced).
+
+A provider embedder is paid for every question it embeds: each such call is a ledger row of its
+own (the request's id and attribution, ``details.purpose = "semantic cache embedding"``, the
+provider's ``usage.prompt_tokens`` -- thrifty's count, flagged estimated, when it reports none --
+priced from the price book, unknown price: cost None). The question's row carries the embedding's
+cost in ``details.semantic_cache``. Money: on a hit, the embedding is what the hit cost, so the
+hit's ``savings.semantic_cache`` is the answer it reused less the embedding (and the embedding's
+row has a counterfactual of 0: with no cache it would not have happened); on a miss, the
+embedding row's own ``savings.semantic_cache`` is minus its cost (counterfactual 0), as routing
+records its classifier. Summed over the ledger, the semantic cache's savings are net of what its
+embeddings cost. The local model costs nothing and makes no row; a failed embedding, none either.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from thrifty.config.cache import CacheSpec
 from thrifty.core.cache_key import exact_key, is_sampled, namespace_for
-from thrifty.core.pricing import PriceBook
+from thrifty.core.messages import ChatRequest
+from thrifty.core.pricing import Cost, PriceBook, format_usd
 from thrifty.core.routing.features import last_user_text
+from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, stored_stream
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.semantic.matcher import compared_text, context_key
-from thrifty.semantic.service import Lookup, SemanticService, Vector
+from thrifty.semantic.service import EmbeddingSpend, Lookup, SemanticService, Vector
 
 __all__ = ["SIMILARITY_HEADER", "SemanticCacheStep"]
 
 SIMILARITY_HEADER = b"x-thrifty-cache-similarity"
+EMBEDDING_PURPOSE = "semantic cache embedding"
+
+log = logging.getLogger("thrifty.cache")
+
+Recorder = Callable[[Call, Result], None]
+"""Prices and records a call the pipeline does not return (``RecordStep.record``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Spent:
+    """A recorded embedding call, as the question's own row reports it."""
+
+    model: str
+    input_tokens: int
+    estimated: bool
+    cost: Decimal | None
+    """None: no known price (never taken for $0)."""
+
+    def details(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "embedding_model": self.model,
+            "embedding_input_tokens": self.input_tokens,
+            "embedding_cost_usd": None if self.cost is None else format_usd(self.cost),
+        }
+        if self.estimated:
+            out["embedding_usage_estimated"] = True
+        return out
 
 
 class SemanticCacheStep:
-    def __init__(self, service: SemanticService, cache: CacheSpec, prices: PriceBook) -> None:
+    def __init__(
+        self,
+        service: SemanticService,
+        cache: CacheSpec,
+        prices: PriceBook,
+        *,
+        record: Recorder | None = None,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        """``record`` (the record step's ``record``) writes the rows of a provider embedder's
+        calls; ``counter`` counts a question's tokens when the provider reports no usage."""
         self.service = service
         self.cache = cache
         self.prices = prices
+        self.record = record
+        self._counter = counter
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         exact = self.cache.exact
@@ -61,12 +120,16 @@ class SemanticCacheStep:
         found = await self.service.lookup(text, namespace, context, known)
         if shared and found.vector is not None:
             call.embeddings[self.service.embedder.name] = found.vector  # the learned router reuses it
+        hit: dict[str, Any] | None = None
         if found.hit and found.entry_raw is not None:
             entry = load_entry(found.entry_raw)
             if entry is not None and entry.get("api") == call.client_api:
-                return self._hit(call, entry, found)
+                hit = entry
+        spent = self._record_embedding(call, found.embedding, hit=hit is not None)
+        if hit is not None:
+            return self._hit(call, hit, found, spent)
         call.cache_status = "miss"
-        call.details["semantic_cache"] = _miss_details(found)
+        call.details["semantic_cache"] = _miss_details(found, spent)
         result = await next_step(call)
         if result.status != 200 or call.cache_status != "miss" or found.vector is None:
             return result
@@ -103,7 +166,7 @@ class SemanticCacheStep:
         except Exception:
             return False
 
-    def _hit(self, call: Call, entry: dict[str, Any], found: Lookup) -> Result:
+    def _hit(self, call: Call, entry: dict[str, Any], found: Lookup, spent: _Spent | None) -> Result:
         result = cache_hit_result(call, entry, "semantic", "semantic_cache", self.prices)
         similarity = round(found.similarity or 0.0, 4)
         call.details["similarity"] = similarity
@@ -111,13 +174,83 @@ class SemanticCacheStep:
             "similarity": similarity,
             "verifier_probability": None if found.probability is None else round(found.probability, 4),
             "lookup_ms": round(found.seconds * 1000, 3),
+            **(spent.details() if spent is not None else {}),
         }
+        if spent is not None and spent.cost is not None and "semantic_cache" in call.savings:
+            # The hit was not free: it cost the embedding (recorded in its own row).
+            call.savings["semantic_cache"] -= spent.cost
         result.headers.append((SIMILARITY_HEADER, f"{similarity:.4f}".encode()))
         return result
 
+    def _record_embedding(self, parent: Call, spend: EmbeddingSpend | None, *, hit: bool) -> _Spent | None:
+        """Record the provider embedding call a lookup made as a row of its own; what it cost."""
+        if spend is None or self.record is None:
+            return None
+        try:
+            estimated = spend.input_tokens is None
+            tokens = spend.input_tokens
+            if tokens is None:
+                if self._counter is None:
+                    self._counter = TokenCounter()
+                tokens = self._counter.count_text(spend.text, spend.model).input_tokens
+            costs: list[Cost | None] = []
+            embedding = _embedding_call(parent, spend, estimated)
+            embedding.cost_listeners.append(lambda cost, _usage: costs.append(cost))
+            if hit:
+                # Charged to the hit's saving; with no cache this call would not have happened.
+                embedding.counterfactual_cost = Decimal(0)
+            else:
+                embedding.cost_listeners.append(_extra_cost(embedding))
+            result = Result(
+                status=200,
+                served_model=spend.model,
+                provider=urlsplit(spend.base_url).hostname,
+                priced_as=spend.model,
+                usage=Usage(input_tokens=tokens),
+            )
+            self.record(embedding, result)
+        except Exception:  # the answer matters more than this row: say so, answer anyway
+            log.exception("semantic cache: could not record the embedding call of %s", parent.request_id)
+            return None
+        cost = costs[0] if costs else None
+        return _Spent(spend.model, tokens, estimated, None if cost is None else cost.total)
 
-def _miss_details(found: Lookup) -> dict[str, Any]:
+
+def _embedding_call(parent: Call, spend: EmbeddingSpend, estimated: bool) -> Call:
+    """The embedding call thrifty made for ``parent``: same request id and attribution."""
+    details: dict[str, Any] = {"purpose": EMBEDDING_PURPOSE, "endpoint": "embeddings"}
+    if estimated:
+        details["usage_estimated"] = True  # the provider reported no usage: thrifty counted it
+    return Call(
+        request_id=parent.request_id,
+        client_api="openai",
+        body={"model": spend.model, "input": [spend.text]},
+        request=ChatRequest(model=spend.model, messages=()),
+        model=spend.model,
+        stream=False,
+        attribution=parent.attribution,
+        ts=datetime.now(UTC),
+        started=time.perf_counter() - spend.seconds,
+        route="semantic cache: embedding the question",
+        hints={"route": "internal", "caps": "off", "compress": "off"},
+        details=details,
+    )
+
+
+def _extra_cost(call: Call) -> Callable[[Cost | None, Usage], None]:
+    """A miss's embedding saved nothing: its whole cost counts against the semantic cache."""
+
+    def listener(cost: Cost | None, usage: Usage) -> None:
+        if cost is not None:
+            call.savings["semantic_cache"] = -cost.total
+
+    return listener
+
+
+def _miss_details(found: Lookup, spent: _Spent | None) -> dict[str, Any]:
     details: dict[str, Any] = {"reason": found.reason, "lookup_ms": round(found.seconds * 1000, 3)}
     if found.similarity is not None:
         details["best_similarity"] = round(found.similarity, 4)
+    if spent is not None:
+        details.update(spent.details())
     return details

@@ -224,7 +224,9 @@ class ProviderEmbedder:
 
     ``base_url`` ends before ``/embeddings`` (``https://api.openai.com/v1``). The key, when given,
     goes in ``Authorization: Bearer``. Errors, time-outs and malformed answers raise
-    ``EmbedderError``; the cache then treats the request as a miss.
+    ``EmbedderError``; the cache then treats the request as a miss. Every call is paid for:
+    ``embed_with_usage`` also gives the input tokens the provider billed (its
+    ``usage.prompt_tokens``; None when it reported none), so the cache can record the call.
     """
 
     def __init__(
@@ -252,11 +254,24 @@ class ProviderEmbedder:
     def name(self) -> str:
         return f"provider:{self._model}:{self._dim}"
 
+    @property
+    def model(self) -> str:
+        """The provider's model name: what its calls are priced as."""
+        return self._model
+
+    @property
+    def base_url(self) -> str:
+        return self._url.removesuffix("/embeddings")
+
     def embed(self, texts: Sequence[str]) -> Vectors:
+        return self.embed_with_usage(texts)[0]
+
+    def embed_with_usage(self, texts: Sequence[str]) -> tuple[Vectors, int | None]:
+        """The vectors, and the input tokens the provider reported it billed (None: not reported)."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one str")
         if not texts:
-            return np.empty((0, self._dim), dtype=np.float32)
+            return np.empty((0, self._dim), dtype=np.float32), None
         body: dict[str, Any] = {"model": self._model, "input": list(texts), "encoding_format": "float"}
         if self._dimensions is not None:
             body["dimensions"] = self._dimensions
@@ -273,7 +288,7 @@ class ProviderEmbedder:
             raise EmbedderError(f"{self._url}: {getattr(error, 'reason', error)}") from None
         except ValueError:
             raise EmbedderError(f"{self._url}: the answer is not JSON") from None
-        return self._parse(payload, len(texts))
+        return self._parse(payload, len(texts)), _prompt_tokens(payload)
 
     def _parse(self, payload: Any, count: int) -> Vectors:
         data = payload.get("data") if isinstance(payload, dict) else None
@@ -286,3 +301,15 @@ class ProviderEmbedder:
                 raise EmbedderError(f"{self._url}: embedding {position} is not a list of {self._dim} numbers")
             out[position] = vector
         return normalise_rows(out)
+
+
+def _prompt_tokens(payload: Any) -> int | None:
+    """OpenAI's ``usage.prompt_tokens`` (or ``total_tokens``: the same for an embedding)."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    for key in ("prompt_tokens", "total_tokens"):
+        value = usage.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None

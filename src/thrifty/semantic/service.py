@@ -16,6 +16,7 @@ with each entry's expiry, so expired vectors are also dropped without being sear
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import logging
@@ -40,7 +41,7 @@ from thrifty.semantic.matcher import Candidate, Decision, SemanticMatcher
 from thrifty.semantic.verifier import Prepared, Verifier
 from thrifty.stores.cache import ResponseCache, _Warner
 
-__all__ = ["Lookup", "SemanticService", "clear_semantic", "index_file"]
+__all__ = ["EmbeddingSpend", "Lookup", "SemanticService", "clear_semantic", "index_file"]
 
 log = logging.getLogger("thrifty.cache")
 
@@ -48,6 +49,20 @@ T = TypeVar("T")
 Vector = npt.NDArray[np.float32]
 
 _PERSIST_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSpend:
+    """A paid embedding call a lookup made (a provider embedder; the local model costs nothing)."""
+
+    model: str
+    """The provider's model name: what the call is priced as."""
+    text: str
+    input_tokens: int | None
+    """What the provider reported it billed (``usage.prompt_tokens``); None when it did not say."""
+    base_url: str
+    seconds: float
+    """How long the provider took."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,8 @@ class Lookup:
     """The question's embedding (None when embedding failed): what a miss is stored under."""
     probability: float | None = None
     seconds: float = 0.0
+    embedding: EmbeddingSpend | None = None
+    """The provider embedding call this lookup made and must be billed for, if it made one."""
 
 
 def index_file(cache_path: Path) -> Path:
@@ -238,35 +255,58 @@ class SemanticService:
         """Never raises: a failure or a time-out is a miss (with the vector, when it was made)."""
         started = time.perf_counter()
         holder: list[Vector] = [vector] if vector is not None else []
+        paid: list[EmbeddingSpend] = []  # filled in the worker thread once the provider answered
         try:
-            return await asyncio.wait_for(
-                self._lookup(text, namespace, context, holder, started), self.spec.lookup_timeout_s
+            found = await asyncio.wait_for(
+                self._lookup(text, namespace, context, holder, paid, started), self.spec.lookup_timeout_s
             )
+            return dataclasses.replace(found, embedding=paid[0]) if paid else found
         except TimeoutError:
             reason = f"lookup took over {self.spec.lookup_timeout_s} s"
             self._warn("semantic cache: a lookup timed out", TimeoutError(reason))
         except Exception as error:
             reason = f"backend error: {type(error).__name__}"
             self._warn("semantic cache: lookup failed", error)
-        return Lookup(False, reason, vector=holder[0] if holder else None, seconds=time.perf_counter() - started)
+        return Lookup(
+            False,
+            reason,
+            vector=holder[0] if holder else None,
+            seconds=time.perf_counter() - started,
+            embedding=paid[0] if paid else None,  # a search that failed after a paid embedding
+        )
 
     def _embed_and_search(
-        self, text: str, namespace: str, context: str, holder: list[Vector]
+        self, text: str, namespace: str, context: str, holder: list[Vector], paid: list[EmbeddingSpend]
     ) -> list[tuple[str, float]]:
         if not holder:
             verifier = self.verifier
-            if verifier is not None and verifier.encoder is self.embedder:
+            embedder = self.embedder
+            if verifier is not None and verifier.encoder is embedder:
                 # One model run gives both the vector and the verifier's view of the question.
                 holder.append(verifier.prepare([text])[0].sentence)
+            elif isinstance(embedder, ProviderEmbedder):  # a paid call: the step records it
+                began = time.perf_counter()
+                vectors, tokens = embedder.embed_with_usage([text])
+                holder.append(vectors[0])
+                seconds = time.perf_counter() - began
+                paid.append(EmbeddingSpend(embedder.model, text, tokens, embedder.base_url, seconds))
             else:
                 holder.append(self.embedder.embed([text])[0])
         assert self.index is not None, "the semantic cache has not started"
         return self.index.search(namespace, context, holder[0], self.spec.candidates)
 
-    async def _lookup(self, text: str, namespace: str, context: str, holder: list[Vector], started: float) -> Lookup:
+    async def _lookup(
+        self,
+        text: str,
+        namespace: str,
+        context: str,
+        holder: list[Vector],
+        paid: list[EmbeddingSpend],
+        started: float,
+    ) -> Lookup:
         matcher = self.matcher
         assert matcher is not None, "the semantic cache has not started"
-        found = await self._run(self._embed_and_search, text, namespace, context, holder)
+        found = await self._run(self._embed_and_search, text, namespace, context, holder, paid)
         threshold = matcher.threshold_for(namespace)
         candidates: list[Candidate] = []
         raws: dict[str, bytes] = {}
