@@ -402,3 +402,20 @@ def test_demo_rejects_bad_options(cli: Cli, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert_error(cli("demo", "--calls", "0", "--ledger", url), "--calls")
     assert_error(cli("demo", "--ledger", "mysql://db/x"), "mysql://db/x")
+
+
+def test_the_cache_share_counts_only_calls_the_cache_decided_on(cli: Cli, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    store = open_ledger(url)
+    now = datetime.now().astimezone()
+    statuses = ["hit", "miss", "internal", "internal", "internal", None]  # a classifier, embeddings, ...
+    store.insert_rows(
+        [
+            LedgerRecord(requested_model="gpt-4o-mini", ts=now, request_id=f"r{i}", cache_status=status).to_values()
+            for i, status in enumerate(statuses)
+        ]
+    )
+    store.close()
+    run = cli("report", "--ledger", url)
+    assert run.code == 0, run.err
+    assert "cache: 50.0% answered from the cache (1 hit, 1 miss)" in run.out

@@ -125,9 +125,12 @@ def report(
 
 
 def _print_savings(overall: Totals, hits: dict[str | None, int], savings: dict[str, Decimal]) -> None:
+    # The share of the calls the cache decided on: thrifty's own calls (classifier, summaries,
+    # embeddings: "internal") and rows with no cache decision are not in it.
     served = {k: hits.get(k, 0) for k in ("hit", "semantic", "miss", "bypass")}
-    if overall.calls and any(served.values()):
-        share = (served["hit"] + served["semantic"]) / overall.calls * 100
+    decided = sum(served.values())
+    if decided:
+        share = (served["hit"] + served["semantic"]) / decided * 100
         parts = ", ".join(f"{n:,} {k}" for k, n in served.items() if n)
         click.echo(f"  cache: {share:.1f}% answered from the cache ({parts})")
     if savings:

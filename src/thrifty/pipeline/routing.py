@@ -115,6 +115,7 @@ def internal_call(parent: Call, model: str, body: dict[str, Any], purpose: str) 
         attribution=parent.attribution,
         ts=datetime.now(UTC),
         started=time.perf_counter(),
+        cache_status="internal",  # thrifty's own call: not a cache decision (the report's hit share)
         hints={"route": "internal", "caps": "off", "compress": "off"},
         details={"purpose": purpose},
     )

@@ -232,6 +232,7 @@ def _embedding_call(parent: Call, spend: EmbeddingSpend, estimated: bool) -> Cal
         ts=datetime.now(UTC),
         started=time.perf_counter() - spend.seconds,
         route="semantic cache: embedding the question",
+        cache_status="internal",  # thrifty's own call: not a cache decision (the report's hit share)
         hints={"route": "internal", "caps": "off", "compress": "off"},
         details=details,
     )
