@@ -51,7 +51,7 @@ def parse_openai_messages(value: object, path: str = "messages") -> tuple[Messag
     items = v.array(value, path)
     if not items:
         raise RequestError(path, "must contain at least one message")
-    return tuple(_message(item, f"{path}[{i}]") for i, item in enumerate(items))
+    return tuple(_plain_message(item) or _message(item, f"{path}[{i}]") for i, item in enumerate(items))
 
 
 def parse_openai_tools(value: object, path: str = "tools") -> tuple[Tool, ...]:
@@ -76,14 +76,22 @@ def parse_openai_tools(value: object, path: str = "tools") -> tuple[Tool, ...]:
 _PLAIN_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant"})
 
 
-def _message(item: object, path: str) -> Message:
-    # The common message, {"role": ..., "content": "text"}, skips the general checks below: they
-    # cost more than everything else the gateway does to a request.
+def _plain_message(item: object) -> Message | None:
+    """The common message, {"role": ..., "content": "text"}, without the general checks of
+    ``_message`` (they cost more than everything else the gateway does to a request); None for
+    any other shape."""
     if type(item) is dict and len(item) == 2:
         role, content = item.get("role"), item.get("content")
         if type(content) is str and type(role) is str and role in _PLAIN_ROLES:
             plain: Role = role  # type: ignore[assignment]  # checked against _PLAIN_ROLES
             return Message(plain, (TextPart(content),) if content else ())
+    return None
+
+
+def _message(item: object, path: str) -> Message:
+    plain = _plain_message(item)
+    if plain is not None:
+        return plain
     data = v.obj(item, path)
     role = v.string(data.get("role"), f"{path}.role")
     if role not in _ROLES:

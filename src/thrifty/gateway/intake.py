@@ -112,6 +112,18 @@ def attribution(scope: Scope, body: dict[str, Any], client: ClientAPI, key: KeyI
     else:
         user = team = feature = None
         tags = ()
+    return _attribution(body, client, key, user, team, feature, tags)
+
+
+def _attribution(
+    body: dict[str, Any],
+    client: ClientAPI,
+    key: KeyInfo | None,
+    user: str | None,
+    team: str | None,
+    feature: str | None,
+    tags: tuple[str, ...],
+) -> Attribution:
     if user is None:
         body_user = body.get("user") if client == "openai" else (body.get("metadata") or {}).get("user_id")
         if isinstance(body_user, str) and body_user.strip():
@@ -168,19 +180,24 @@ def build_call(
         if options is not None and not isinstance(options, dict):
             raise Rejection(400, "stream_options: expected an object")
         include_usage = bool(options and options.get("include_usage"))
-    directive, version = cache_headers(scope)
+    if any(name[:10] == b"x-thrifty-" for name, _ in scope["headers"]):
+        directive, version = cache_headers(scope)
+        urgent, hints, who = _urgent(scope), _hints(scope), attribution(scope, body, client, key)
+    else:  # the usual case: no directive to read, so one pass over the headers is enough
+        directive = version = None
+        urgent, hints, who = False, {}, _attribution(body, client, key, None, None, None, ())
     return Call(
         request_id=request_id,
         cache_directive=directive,
         cache_version=version,
-        urgent=_urgent(scope),
-        hints=_hints(scope),
+        urgent=urgent,
+        hints=hints,
         client_api=client,
         body=body,
         request=request,
         model=request.model,
         stream=request.stream,
-        attribution=attribution(scope, body, client, key),
+        attribution=who,
         ts=datetime.now(UTC),
         started=started,
         body_size=body_size,

@@ -196,6 +196,8 @@ class BudgetEngine:
         return (name, self.plans.tiers[name]) if name is not None else None
 
     def covering(self, call: Call, plan: str | None) -> list[tuple[Budget, str]]:
+        if not self.budgets and plan is None:
+            return []  # nothing can apply (read per call: budgets added at runtime count at once)
         subject = subject_of(call)
         pairs = applicable(self.budgets, subject)
         if plan is not None and subject.user is not None:

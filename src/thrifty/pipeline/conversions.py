@@ -50,7 +50,8 @@ class Conversion(Protocol):
     def request_body(self, call: Call, upstream_model: str, max_output_tokens: int | None) -> dict[str, Any]: ...
 
     def response_body(self, raw: bytes, public_model: str) -> tuple[bytes, Usage | None, str]:
-        """(the client's body, the provider's usage if it reported one, the generated text)."""
+        """(the client's body, the provider's usage if it reported one, the generated text: it
+        is needed only without usage, and may be empty when there is usage)."""
         ...
 
     def error_body(self, status: int, raw: bytes) -> bytes: ...
@@ -65,7 +66,7 @@ def _json(raw: bytes) -> dict[str, Any]:
         raise BadUpstreamResponse(f"the provider's response is not JSON: {error}") from None
     if not isinstance(value, dict):
         raise BadUpstreamResponse("the provider's response is not a JSON object")
-    return dict(value)
+    return value
 
 
 def _usage(parse: Any, raw: Any) -> Usage | None:
@@ -170,7 +171,8 @@ class _OpenAIToOpenAI:
 
     def response_body(self, raw: bytes, public_model: str) -> tuple[bytes, Usage | None, str]:
         body = _json(raw)
-        return raw, _usage(Usage.from_openai, body.get("usage")), _openai_text(body)
+        usage = _usage(Usage.from_openai, body.get("usage"))
+        return raw, usage, _openai_text(body) if usage is None else ""  # the text is counted only without usage
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         return raw
@@ -230,7 +232,8 @@ class _AnthropicToAnthropic:
 
     def response_body(self, raw: bytes, public_model: str) -> tuple[bytes, Usage | None, str]:
         body = _json(raw)
-        return raw, _usage(Usage.from_anthropic, body.get("usage")), _anthropic_text(body)
+        usage = _usage(Usage.from_anthropic, body.get("usage"))
+        return raw, usage, _anthropic_text(body) if usage is None else ""
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         return raw

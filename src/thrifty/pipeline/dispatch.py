@@ -129,9 +129,9 @@ class Dispatcher:
         self.prompt_breakpoints = prompt_breakpoints
         self.pacer = pacer
         # One timeout object each way, not one a request.
-        self._whole_timeout = aiohttp.ClientTimeout(
-            total=policy.attempt_timeout, sock_connect=policy.connect_timeout, sock_read=policy.attempt_timeout
-        )
+        # No sock_read for whole responses: the total (the same figure, counted from the start)
+        # always expires first, and a read timeout costs a timer reset on every chunk received.
+        self._whole_timeout = aiohttp.ClientTimeout(total=policy.attempt_timeout, sock_connect=policy.connect_timeout)
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=policy.connect_timeout, sock_read=policy.attempt_timeout
         )

@@ -179,11 +179,15 @@ class ProviderPacer:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
 
     def observe(self, route: Route, headers: Mapping[str, str]) -> None:
-        deployment = f"{route.upstream.name}/{route.upstream_model}"
-        now = time.monotonic()
-        lower = {k.lower(): v for k, v in headers.items() if "ratelimit" in k.lower()}
+        lower = {}
+        for name, value in headers.items():
+            key = name.lower()
+            if "ratelimit" in key:
+                lower[key] = value
         if not lower:
             return
+        deployment = f"{route.upstream.name}/{route.upstream_model}"
+        now = time.monotonic()
         for kind, names in _HEADER_NAMES.items():
             for limit_name, remaining_name, reset_name in names:
                 if remaining_name in lower:
@@ -208,6 +212,8 @@ class ProviderPacer:
 
     async def before(self, call: Call, route: Route) -> None:
         """Wait until the deployment's buckets can take the call (at most ``max_wait_s``)."""
+        if not self._buckets:
+            return  # no provider has sent rate-limit headers yet
         deployment = f"{route.upstream.name}/{route.upstream_model}"
         requests = self._buckets.get((deployment, "requests"))
         tokens = self._buckets.get((deployment, "tokens"))
