@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -77,6 +78,19 @@ class SQLiteLedger:
         return f"sqlite:///{self._path}"
 
     def migrate(self) -> None:
+        # Processes starting together race to create the file and switch it to WAL; SQLite can
+        # answer "database is locked" at once for those steps (the busy timeout does not cover
+        # every lock upgrade). The migration is idempotent, so a few retries settle it.
+        for attempt in range(5):
+            try:
+                self._migrate()
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 4:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+
+    def _migrate(self) -> None:
         with self._lock:
             conn = self._conn
             conn.execute(
