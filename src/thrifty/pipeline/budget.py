@@ -15,7 +15,7 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,6 @@ from thrifty.core.budgets import (
     applicable,
     budget_from_doc,
     budget_to_doc,
-    describe_amount,
     units_to_usd,
     usd_to_units,
 )
@@ -37,6 +36,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.alerts import AlertSender
 from thrifty.pipeline.budget_estimate import Estimate, RoutesOf, estimate, subject_of
+from thrifty.pipeline.budget_refusal import refused, refused_message
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.stores.budgets import BudgetStore, Line, StoreUnavailable, line_key
@@ -240,7 +240,7 @@ class BudgetEngine:
                 f"no price is known for {call.model}, so its cost cannot be bounded by the budget of "
                 f"{budget.describe_limit()} for {budget.who(subject)} (budgets.unpriced: refuse)"
             )
-            return _refusal(call, message, None)
+            return refused(call, message, None)
         lines = self._lines(pairs, periods, guess, now)
         held = _Held(
             f"{call.request_id}.{secrets.token_hex(4)}",
@@ -263,9 +263,9 @@ class BudgetEngine:
         never = line.amount > budget.limit
         if not never:
             self._alert_exceeded(budget, subject, period, line, refusal.spent, now)
-        return _refusal(
+        return refused(
             call,
-            *_refusal_text(
+            *refused_message(
                 call, budget, subject, period, line, refusal.spent, refusal.reserved, never, refusal.retry_after_s, now
             ),
         )
@@ -465,49 +465,6 @@ def line_for(budget: Budget, subject: str, period: Period, amount: int, now: dat
 
 def amount_json(unit: str, units: int) -> str | int:
     return format_usd(units_to_usd(units)) if unit == "usd" else units
-
-
-def _refusal_text(
-    call: Call,
-    budget: Budget,
-    subject: str,
-    period: Period,
-    line: Line,
-    spent: int,
-    reserved: int,
-    never: bool,
-    retry_after_s: float | None,
-    now: datetime,
-) -> tuple[str, int | None]:
-    who = budget.who(subject)
-    limit = budget.describe_limit()
-    may_cost = describe_amount(budget.unit, line.amount)
-    if never:
-        what = "use" if budget.unit == "tokens" else "cost"
-        return (
-            f"this call may {what} up to {may_cost} ({call.model}), more than the whole budget of {limit} for {who}: "
-            "it can never fit; lower max_tokens or shorten the prompt",
-            None,
-        )
-    if period.reset is not None:
-        retry = max(1, math.ceil((period.reset - now).total_seconds()))
-        when = f"it resets at {period.reset.isoformat().replace('+00:00', 'Z')}"
-    else:
-        retry = max(1, math.ceil(retry_after_s if retry_after_s is not None else budget.window.seconds))
-        at = (now + timedelta(seconds=retry)).isoformat(timespec="seconds").replace("+00:00", "Z")
-        when = f"spend leaves the rolling window from {at}"
-    in_flight = f" plus {describe_amount(budget.unit, reserved)} reserved by calls in flight" if reserved else ""
-    return (
-        f"budget exceeded: {who} has used {describe_amount(budget.unit, spent)}{in_flight} of {limit}, and this "
-        f"call may {'use' if budget.unit == 'tokens' else 'cost'} up to {may_cost}; {when}",
-        retry,
-    )
-
-
-def _refusal(call: Call, message: str, retry_after: int | None) -> Result:
-    body = error_body(call.client_api, 429, message, "budget_exceeded", "budget_exceeded")
-    headers = [(b"retry-after", str(retry_after).encode())] if retry_after is not None else []
-    return Result(status=429, body=body, headers=headers, error=message, billed=False)
 
 
 class BudgetStep:
