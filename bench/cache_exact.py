@@ -9,7 +9,6 @@ body is read, parsed and answered), on the same connection, alternating with the
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 import httpx2
 import orjson
 
+from _util import free_port, percentile, wait_ready
+
 ROOT = Path(__file__).resolve().parent.parent
 THRIFTY = [sys.executable, "-m", "thrifty.cli.main"]
 CONFIG = """
@@ -29,29 +30,6 @@ providers:
 models:
   - {{name: gpt-4o-mini, provider: sim}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(url, timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not become ready")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main(rounds: int = 3000) -> None:

@@ -40,28 +40,23 @@ print(
     f"{chunks[-1].usage.completion_tokens} output tokens"
 )
 
-raw = claude.messages.with_raw_response.create(
-    model="claude-sonnet-4-5",
-    max_tokens=40,
-    system=[{"type": "text", "text": "You are terse. " * 300, "cache_control": {"type": "ephemeral"}}],
-    messages=question,
-)
-message = raw.parse()
+SYSTEM = [{"type": "text", "text": "You are terse. " * 300, "cache_control": {"type": "ephemeral"}}]
+
+
+def sonnet_with_cached_system() -> tuple[anthropic.types.Usage, str]:
+    raw = claude.messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=40, system=SYSTEM, messages=question
+    )
+    return raw.parse().usage, raw.headers["x-thrifty-cost-usd"]
+
+
+usage, cost = sonnet_with_cached_system()  # writes the provider's prompt cache
 print(
     f"anthropic SDK -> claude-sonnet-4-5 with a cached system prompt: wrote "
-    f"{message.usage.cache_creation_input_tokens} cache tokens, cost ${raw.headers['x-thrifty-cost-usd']}"
+    f"{usage.cache_creation_input_tokens} cache tokens, cost ${cost}"
 )
-raw = claude.messages.with_raw_response.create(
-    model="claude-sonnet-4-5",
-    max_tokens=40,
-    system=[{"type": "text", "text": "You are terse. " * 300, "cache_control": {"type": "ephemeral"}}],
-    messages=question,
-)
-message = raw.parse()
-print(
-    f"  ... the same again: read {message.usage.cache_read_input_tokens} cached tokens, "
-    f"cost ${raw.headers['x-thrifty-cost-usd']}"
-)
+usage, cost = sonnet_with_cached_system()  # reads it
+print(f"  ... the same again: read {usage.cache_read_input_tokens} cached tokens, cost ${cost}")
 
 with claude.messages.stream(model="gpt-4o", max_tokens=40, messages=question) as streamed:
     final = streamed.get_final_message()

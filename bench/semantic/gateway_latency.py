@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,9 @@ from pathlib import Path
 
 import httpx2
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared helpers
+from _util import free_port, percentile, wait_ready
 
 THRIFTY = [sys.executable, "-m", "thrifty.cli.main"]
 CONFIG = """
@@ -42,29 +44,6 @@ models:
 cache:
   semantic: {{enabled: {semantic}}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(url, timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not become ready")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def body(question: str) -> bytes:
@@ -130,9 +109,9 @@ def main() -> None:
         serve = [*THRIFTY, "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
         processes.append(subprocess.Popen(serve, env=env, stderr=subprocess.DEVNULL))
     try:
-        wait_ready(f"http://127.0.0.1:{sim_port}/_simulator/health")
+        wait_ready(f"http://127.0.0.1:{sim_port}/_simulator/health", timeout=120)
         for port in ports.values():
-            wait_ready(f"http://127.0.0.1:{port}/readyz")
+            wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=120)
         on = f"http://127.0.0.1:{ports['on']}/v1/chat/completions"
         off = f"http://127.0.0.1:{ports['off']}/v1/chat/completions"
         headers = {"content-type": "application/json"}
