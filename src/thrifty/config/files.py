@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-__all__ = ["ConfigError", "describe_validation_error", "load_document", "parse_document"]
+__all__ = ["ConfigError", "describe_validation_error", "load_document", "parse_document", "read_text_file"]
 
 
 class ConfigError(ValueError):
@@ -52,18 +52,25 @@ def parse_document(text: str, source: str, *, json_only: bool = False) -> Any:
         raise ConfigError(f"{source}: invalid YAML: {error}") from None
 
 
-def load_document(path: str | Path) -> Any:
+def read_text_file(path: str | Path, error: type[Exception] = ConfigError, encoding: str = "utf-8") -> str:
+    """A text file's contents; anything that keeps it from being read is ``error`` with one line
+    naming the file and what was wrong."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.read_text(encoding=encoding)
     except FileNotFoundError:
-        raise ConfigError(f"{file}: no such file") from None
+        raise error(f"{file}: no such file") from None
     except IsADirectoryError:
-        raise ConfigError(f"{file}: is a directory, not a file") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{file}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise ConfigError(f"{file}: cannot be read: {error.strerror}") from None
+        raise error(f"{file}: is a directory, not a file") from None
+    except UnicodeDecodeError as problem:
+        raise error(f"{file}: not UTF-8 text (byte {problem.start})") from None
+    except OSError as problem:
+        raise error(f"{file}: cannot be read: {problem.strerror}") from None
+
+
+def load_document(path: str | Path) -> Any:
+    file = Path(path)
+    text = read_text_file(file)
     return parse_document(text, str(file), json_only=file.suffix.lower() == ".json")
 
 

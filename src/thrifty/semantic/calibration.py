@@ -69,18 +69,9 @@ class Pair:
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise PairFileError(f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise PairFileError(f"{file}: is a directory, not a file") from None
-    except UnicodeDecodeError as error:
-        raise PairFileError(f"{file}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise PairFileError(f"{file}: cannot be read: {error.strerror}") from None
-    return parse_pairs(text, str(file))
+    from thrifty.config.files import read_text_file
+
+    return parse_pairs(read_text_file(path, PairFileError, encoding="utf-8-sig"), str(Path(path)))
 
 
 def parse_pairs(text: str, source: str = "<pairs>") -> list[Pair]:
