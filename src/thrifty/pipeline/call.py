@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from thrifty.core.messages import ChatRequest
+from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.pricing.rates import Cost
 from thrifty.core.usage import Usage
 
-__all__ = ["Attribution", "Call", "CostListener", "Next", "Result", "Step", "StreamState"]
+__all__ = [
+    "Attribution",
+    "Call",
+    "CostListener",
+    "Next",
+    "Result",
+    "Step",
+    "StreamState",
+    "extra_call_listener",
+    "internal_call",
+]
 
 ClientAPI = Literal["openai", "anthropic"]
 
@@ -124,3 +136,44 @@ class Step(Protocol):
     """A pipeline step: does its part, calls ``next_step`` (or answers without it)."""
 
     def __call__(self, call: Call, next_step: Next) -> Awaitable[Result]: ...
+
+
+def internal_call(
+    parent: Call,
+    model: str,
+    body: dict[str, Any],
+    purpose: str,
+    *,
+    request: ChatRequest | None = None,
+    started: float | None = None,
+) -> Call:
+    """A call thrifty makes on its own behalf for ``parent`` (a classifier, a summary, an
+    embedding): same attribution and request id, OpenAI-shaped, never routed, capped or compressed
+    itself, and no cache decision of its own (cache status ``internal``, out of the hit share).
+    ``request``: when ``body`` is not a chat request (an embedding)."""
+    return Call(
+        request_id=parent.request_id,
+        client_api="openai",
+        body=body,
+        request=request if request is not None else parse_openai_request(body),
+        model=model,
+        stream=False,
+        attribution=parent.attribution,
+        ts=datetime.now(UTC),
+        started=time.perf_counter() if started is None else started,
+        cache_status="internal",
+        hints={"route": "internal", "caps": "off", "compress": "off"},
+        details={"purpose": purpose},
+    )
+
+
+def extra_call_listener(call: Call, saving_key: str) -> CostListener:
+    """For a call an optimisation added: it would not have happened without it, so its whole
+    cost counts against that optimisation's savings (and its counterfactual, the cost plus the
+    savings, comes to zero)."""
+
+    def listener(cost: Cost | None, usage: Usage) -> None:
+        if cost is not None:
+            call.savings[saving_key] = -cost.total
+
+    return listener

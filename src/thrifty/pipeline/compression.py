@@ -32,9 +32,9 @@ from thrifty.core.pricing import Cost
 from thrifty.core.routing.decision import header_safe
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.call import Call, Next, Result
+from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.routing import Pricer, Recorder, extra_call_listener, internal_call, openai_text
+from thrifty.pipeline.routing import Pricer, Recorder, openai_text
 
 __all__ = ["CompressionStep", "OutputCapStep", "SummarySettings", "TextCounter"]
 

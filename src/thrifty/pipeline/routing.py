@@ -19,16 +19,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.pricing import Cost, PriceBook, UnknownModelError
 from thrifty.core.routing.checks import (
     Answer,
@@ -43,7 +41,7 @@ from thrifty.core.routing.rules import RuleSet
 from thrifty.core.routing.tiers import TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.call import Call, Next, Result
+from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
 from thrifty.pipeline.conversions import error_body
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
@@ -57,8 +55,6 @@ __all__ = [
     "Pricer",
     "Recorder",
     "RouterStep",
-    "extra_call_listener",
-    "internal_call",
 ]
 
 log = logging.getLogger("thrifty.routing")
@@ -100,37 +96,6 @@ class LearnedSettings:
     router: LearnedRouter
     embedder: Embedder
     thresholds: tuple[float, ...]
-
-
-def internal_call(parent: Call, model: str, body: dict[str, Any], purpose: str) -> Call:
-    """A call thrifty makes on its own behalf for ``parent`` (a classifier, a summary): same
-    attribution and request id, OpenAI-shaped, never routed, capped or compressed itself."""
-    return Call(
-        request_id=parent.request_id,
-        client_api="openai",
-        body=body,
-        request=parse_openai_request(body),
-        model=model,
-        stream=False,
-        attribution=parent.attribution,
-        ts=datetime.now(UTC),
-        started=time.perf_counter(),
-        cache_status="internal",  # thrifty's own call: not a cache decision (the report's hit share)
-        hints={"route": "internal", "caps": "off", "compress": "off"},
-        details={"purpose": purpose},
-    )
-
-
-def extra_call_listener(call: Call, saving_key: str) -> Callable[[Cost | None, Usage], None]:
-    """For a call an optimisation added: it would not have happened without it, so its whole
-    cost counts against that optimisation's savings (and its counterfactual, the cost plus the
-    savings, comes to zero)."""
-
-    def listener(cost: Cost | None, usage: Usage) -> None:
-        if cost is not None:
-            call.savings[saving_key] = -cost.total
-
-    return listener
 
 
 def openai_text(body: bytes | None) -> str | None:

@@ -32,7 +32,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +44,7 @@ from thrifty.core.routing.features import last_user_text
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, stored_stream
-from thrifty.pipeline.call import Call, Next, Result
+from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
 from thrifty.semantic.matcher import compared_text, context_key
 from thrifty.semantic.service import EmbeddingSpend, Lookup, SemanticService, Vector
 
@@ -200,7 +199,7 @@ class SemanticCacheStep:
                 # Charged to the hit's saving; with no cache this call would not have happened.
                 embedding.counterfactual_cost = Decimal(0)
             else:
-                embedding.cost_listeners.append(_extra_cost(embedding))
+                embedding.cost_listeners.append(extra_call_listener(embedding, "semantic_cache"))
             result = Result(
                 status=200,
                 served_model=spend.model,
@@ -218,34 +217,19 @@ class SemanticCacheStep:
 
 def _embedding_call(parent: Call, spend: EmbeddingSpend, estimated: bool) -> Call:
     """The embedding call thrifty made for ``parent``: same request id and attribution."""
-    details: dict[str, Any] = {"purpose": EMBEDDING_PURPOSE, "endpoint": "embeddings"}
-    if estimated:
-        details["usage_estimated"] = True  # the provider reported no usage: thrifty counted it
-    return Call(
-        request_id=parent.request_id,
-        client_api="openai",
-        body={"model": spend.model, "input": [spend.text]},
+    call = internal_call(
+        parent,
+        spend.model,
+        {"model": spend.model, "input": [spend.text]},
+        EMBEDDING_PURPOSE,
         request=ChatRequest(model=spend.model, messages=()),
-        model=spend.model,
-        stream=False,
-        attribution=parent.attribution,
-        ts=datetime.now(UTC),
         started=time.perf_counter() - spend.seconds,
-        route="semantic cache: embedding the question",
-        cache_status="internal",  # thrifty's own call: not a cache decision (the report's hit share)
-        hints={"route": "internal", "caps": "off", "compress": "off"},
-        details=details,
     )
-
-
-def _extra_cost(call: Call) -> Callable[[Cost | None, Usage], None]:
-    """A miss's embedding saved nothing: its whole cost counts against the semantic cache."""
-
-    def listener(cost: Cost | None, usage: Usage) -> None:
-        if cost is not None:
-            call.savings["semantic_cache"] = -cost.total
-
-    return listener
+    call.route = "semantic cache: embedding the question"
+    call.details["endpoint"] = "embeddings"
+    if estimated:
+        call.details["usage_estimated"] = True  # the provider reported no usage: thrifty counted it
+    return call
 
 
 def _miss_details(found: Lookup, spent: _Spent | None) -> dict[str, Any]:
