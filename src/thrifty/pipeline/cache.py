@@ -21,9 +21,29 @@ from thrifty.pipeline.call import Call, Next, Result, StreamState
 from thrifty.providers.sse import encode_event
 from thrifty.stores.cache import ResponseCache
 
-__all__ = ["ExactCacheStep", "cache_hit_result", "encode_entry", "load_entry", "price_stored", "stored_stream"]
+__all__ = [
+    "ExactCacheStep",
+    "bypass_reason",
+    "cache_hit_result",
+    "encode_entry",
+    "load_entry",
+    "price_stored",
+    "stored_stream",
+]
 
 log = logging.getLogger("thrifty.cache")
+
+
+def bypass_reason(call: Call, spec: ExactCacheSpec) -> str | None:
+    """Why both response caches leave this call alone, if they do: ``off`` (``x-thrifty-cache:
+    off``) or ``sampled`` (temperature > 0 or unset would answer differently each time, unless the
+    config caches sampled requests or the call sends ``x-thrifty-cache: force``)."""
+    directive = call.cache_directive
+    if directive == "off":
+        return "off"
+    if spec.sampled == "bypass" and directive != "force" and is_sampled(call.body):
+        return "sampled"
+    return None
 
 
 class ExactCacheStep:
@@ -34,13 +54,11 @@ class ExactCacheStep:
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         spec = self.spec
-        directive = call.cache_directive
-        if not spec.enabled or directive == "off":
+        reason = bypass_reason(call, spec) if spec.enabled else "off"
+        if reason is not None:
             call.cache_status = "bypass"
-            return await next_step(call)
-        if spec.sampled == "bypass" and directive != "force" and is_sampled(call.body):
-            call.cache_status = "bypass"
-            call.details["cache_bypass"] = "sampled (temperature > 0 or unset); x-thrifty-cache: force to cache"
+            if reason == "sampled":
+                call.details["cache_bypass"] = "sampled (temperature > 0 or unset); x-thrifty-cache: force to cache"
             return await next_step(call)
         who = call.attribution
         namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)

@@ -37,13 +37,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from thrifty.config.cache import CacheSpec
-from thrifty.core.cache_key import exact_key, is_sampled, namespace_for
+from thrifty.core.cache_key import exact_key, namespace_for
 from thrifty.core.messages import ChatRequest
 from thrifty.core.pricing import Cost, PriceBook, format_usd
 from thrifty.core.routing.features import last_user_text
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, stored_stream
+from thrifty.pipeline.cache import bypass_reason, cache_hit_result, encode_entry, load_entry, stored_stream
 from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
 from thrifty.semantic.matcher import compared_text, context_key
 from thrifty.semantic.service import EmbeddingSpend, Lookup, SemanticService, Vector
@@ -101,8 +101,7 @@ class SemanticCacheStep:
     async def __call__(self, call: Call, next_step: Next) -> Result:
         exact = self.cache.exact
         spec = self.cache.semantic
-        directive = call.cache_directive
-        if directive == "off" or (exact.sampled == "bypass" and directive != "force" and is_sampled(call.body)):
+        if bypass_reason(call, exact) is not None:
             call.cache_status = "bypass"
             return await next_step(call)
         raw = call.body.get("messages")
