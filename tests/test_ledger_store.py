@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from thrifty.core.ledger import LedgerRecord
+from thrifty.core.ledger import LedgerRecord, new_record_id
 from thrifty.core.pricing.rates import Cost
 from thrifty.core.usage import Usage
 from thrifty.stores.ledger import LedgerStore, open_ledger
@@ -191,3 +192,16 @@ def test_savings_are_summed_by_strategy_exactly(ledger: LedgerStore) -> None:
     }
     by_cache = {t.key: t.calls for t in ledger.totals("cache")}
     assert by_cache == {"-": 3}
+
+
+def test_record_ids_sort_in_the_order_they_were_made_within_one_millisecond() -> None:
+    """Rows of one request (an escalated call's two attempts) are read back in id order."""
+    ids = []
+    for _ in range(200):
+        ids.append(new_record_id())
+        pause_until = time.perf_counter_ns() + 2_000  # 2 µs: well past the 0.24 µs id resolution
+        while time.perf_counter_ns() < pause_until:
+            pass
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and i[12] == "7" and i[16] in "89ab" for i in ids)  # UUIDv7 version and variant
