@@ -32,6 +32,12 @@ NEAR_MISSES = [
     ("What is the best place to visit in India?", "What is the best place to visit in Japan?", "names"),
     ("How do I root my Samsung phone?", "How do I root my Xiaomi phone?", "names"),
     ("Why is Messi better than Ronaldo?", "Why is Ronaldo better than Messi?", "names swapped"),
+    # names outside ASCII, and words in scripts the English model reads as unknown tokens
+    ("Is it nice to live in Białystok, Poland?", "Is it nice to live in Kraków, Poland?", "names"),
+    ("What does 骚客 mean in English?", "What does それでもまだ mean in English?", "names differ (other script)"),
+    ("How do I translate '竟然' to English?", "How do I translate '才' to English?", "names differ (other script)"),
+    ("What does かき mean?", "What does かぎ mean?", "names differ (other script)"),
+    ("What does ΙΧΣ mean?", "What does [*] mean?", "names differ (other script)"),
     # opposite actions
     ("How do I enable dark mode on Android?", "How do I disable dark mode on Android?", "opposite"),
     ("How can I upgrade iOS on my iPad?", "How can I downgrade iOS on my iPad?", "opposite"),
@@ -53,6 +59,9 @@ PARAPHRASES = [
     ("Can I use my phone abroad?", "Can my phone be used abroad?"),
     ("How many calories are in 100g of rice?", "How many calories does 100 g of rice have?"),
     ("What is the best time to visit Paris in May?", "When in May is best to visit Paris?"),
+    ("Is Kraków safe for tourists?", "Is Krakow safe for tourists?"),
+    ("How do I get to Zürich airport?", "How can I get to the Zurich airport?"),
+    ("What does 骚客 mean?", "What is the meaning of 骚客?"),
 ]
 
 

@@ -12,6 +12,11 @@ would not answer the same way.
 - swapped roles: the same names in another order where order matters ("Is Messi better than Ronaldo?"
   / "Is Ronaldo better than Messi?");
 - opposite actions: "enable" / "disable", "upgrade" / "downgrade", "buy" / "sell", ...
+- words in a script the local model cannot read (Chinese, Japanese, Greek, Cyrillic, ...): the
+  English model sees them as unknown tokens, so "What does 骚客 mean?" and "What does それでも mean?"
+  embed alike; such words must be the same on both sides.
+
+Names are read in any Latin script ("Białystok" / "Kraków"), accents folded ("Kraków" = "Krakow").
 
 Rules look for a difference, never for a topic: two questions that both say "not", or both name
 Python 3, pass. Each rule costs recall on true paraphrases ("Why can't I sleep?" / "Why am I unable
@@ -21,6 +26,7 @@ to sleep?"); ``bench/semantic/bench.py`` measures what each costs and saves.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 __all__ = ["CATEGORIES", "GuardFeatures", "features", "near_miss"]
@@ -40,7 +46,8 @@ _CONTRACTIONS = (
     (re.compile(r"\bain['’]t\b"), "is not"),
     (re.compile(r"n['’]t\b"), " not"),
 )
-_TOKEN = re.compile(r"[$€£₹¥]|\d+(?:[.,]\d+)*(?:st|nd|rd|th)?[a-z]*|[a-z][a-z0-9+#]*(?:[-.][a-z0-9+#]+)*")
+# Letters are any script's ([^\W\d_]), so "białystok" is one word, not "bia" + "ystok".
+_TOKEN = re.compile(r"[$€£₹¥]|\d+(?:[.,]\d+)*(?:st|nd|rd|th)?[^\W\d_]*|[^\W\d_][\w+#]*(?:[-.][\w+#]+)*")
 _NEGATIONS = _words("not no never none nobody nothing nowhere neither nor without lack lacks lacking unable")
 # "no" in "no. of", "yes or no" questions and "no matter" are not negations of the question.
 _NOT_NEGATING = re.compile(r"\byes or no\b|\bno matter\b|\bno\.|\bor not\b|\bwhether or not\b|\bif not\b")
@@ -169,12 +176,16 @@ _OPPOSITES = [
     ("old", "new"), ("older", "younger"), ("private", "public"), ("online", "offline"),
     ("dead", "alive"), ("asleep", "awake"), ("married", "single"), ("employed", "unemployed"),
 ]  # fmt: skip
-_WORD = re.compile(r"[a-z]+")
+_WORD = re.compile(r"[^\W\d_]+")
+# Runs of letters outside the Latin blocks (Basic Latin to Latin Extended-B, Latin Extended
+# Additional): the scripts an English sentence model reads as unknown tokens.
+_OTHER_SCRIPT = re.compile(r"[^\W\d_\u0000-\u024f\u1e00-\u1eff]+")
 _DIRECTIONAL = re.compile(r"\b(than|from|into|to|over|beat|beats|defeat|defeated|against)\b")
 _SYMMETRIC = re.compile(
     r"\b(between|difference|differences|differ|compare|compared|comparison|similar|same|vs|versus)\b"
 )
-_CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-zA-Z]+|[A-Z]{2,}[a-z]*)\b")
+# Words of two letters or more not opening a sentence; kept when they start with a capital.
+_CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b([^\W\d_]{2,})\b")
 _NOT_NAMES = _words(
     "i im ive id ill what why how when where who which is are do does can should would will could if the "
     "a an in on of for to and or my me you your we our us vs ok tv pc ai"
@@ -204,6 +215,8 @@ class GuardFeatures:
     order: tuple[str, ...]
     directional: bool
     text: str
+    other_script: frozenset[str] = frozenset()
+    """Words in scripts the local model cannot read; they must match exactly."""
 
 
 def _normalise(text: str) -> str:
@@ -217,7 +230,7 @@ _NUMERIC = re.compile(r"(\d+(?:[.,]\d+)*)(st|nd|rd|th|[a-z]+)?")
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+")
 _LEADING_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*")
 _ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)")
-_LETTER = re.compile(r"[a-z]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def _number(token: str, following: str | None) -> float | None:
@@ -246,7 +259,27 @@ def _stem(word: str) -> str:
     return word
 
 
+def _fold_accents(text: str) -> str:
+    """Kraków -> Krakow: the same name with or without its accents. Only marks on Latin letters
+    go: a letter that is no base letter plus a mark ("ł") stays, and so do the marks of other
+    scripts (Japanese "で" is not "て")."""
+    if text.isascii():
+        return text
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(char) and kept and _is_latin(kept[-1]):
+            continue
+        kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept))
+
+
+def _is_latin(char: str) -> bool:
+    code = ord(char)
+    return code <= 0x024F or 0x1E00 <= code <= 0x1EFF
+
+
 def features(text: str) -> GuardFeatures:
+    text = _fold_accents(text)
     lowered = _normalise(text)
     tokens = tuple(_TOKEN.findall(lowered))
     negatable = _NOT_NEGATING.sub(" ", lowered)
@@ -281,7 +314,9 @@ def features(text: str) -> GuardFeatures:
         ):
             models.add(token)
     proper = {
-        _ALIASES.get(w.lower(), w.lower()) for w in _CAPITALISED.findall(text) if w.lower() not in _NOT_NAMES
+        _ALIASES.get(w.lower(), w.lower())
+        for w in _CAPITALISED.findall(text)
+        if w[0].isupper() and w.lower() not in _NOT_NAMES
     } - set(_NAME_KIND)
     stems = frozenset(_ALIASES.get(t, _stem(t)) for t in _WORD.findall(lowered))
     named = [
@@ -303,6 +338,7 @@ def features(text: str) -> GuardFeatures:
         order=tuple(name for _, name in named),
         directional=_directional(tokens, named) and not _SYMMETRIC.search(lowered),
         text=" " + " ".join(tokens) + " ",
+        other_script=frozenset(_OTHER_SCRIPT.findall(lowered)) if not lowered.isascii() else frozenset(),
     )
 
 
@@ -362,6 +398,8 @@ def compare(fa: GuardFeatures, fb: GuardFeatures) -> str | None:
             return f"names differ ({kind}): {_fmt(na)} vs {_fmt(nb)}"
     if (fa.models - fb.models) and (fb.models - fa.models):
         return f"model names differ: {_fmt(fa.models)} vs {_fmt(fb.models)}"
+    if fa.other_script != fb.other_script:
+        return f"names differ (other script): {_fmt(fa.other_script)} vs {_fmt(fb.other_script)}"
     only_a = {w for w in fa.proper if not _present(w, fb)}
     only_b = {w for w in fb.proper if not _present(w, fa)}
     if only_a and only_b:
