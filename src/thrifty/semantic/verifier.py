@@ -106,6 +106,14 @@ def _align(sims: npt.NDArray[np.float32], weights: npt.NDArray[np.float32]) -> t
     )
 
 
+def _f_score(precision: float, recall: float) -> float:
+    """The harmonic mean of two alignment scores. Token cosines can be negative, and for two
+    unrelated questions so can a mean best match: read those as 0, or 2pr/(p+r) blows up (a
+    divisor near zero gave -2e5 on two Quora pairs)."""
+    p, r = max(precision, 0.0), max(recall, 0.0)
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
 def pair_features(a: Prepared, b: Prepared, idf: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """The verifier's features of a pair, in ``FEATURE_NAMES`` order (symmetric in a and b)."""
     cosine = float(a.sentence @ b.sentence)
@@ -114,8 +122,8 @@ def pair_features(a: Prepared, b: Prepared, idf: npt.NDArray[np.float32]) -> npt
     wb = idf[np.minimum(b.ids, idf.shape[0] - 1)]
     r_plain, r_idf, worst_a, unmatched_a = _align(sims, wa)
     p_plain, p_idf, worst_b, unmatched_b = _align(sims.T, wb)
-    f_plain = 2 * p_plain * r_plain / max(p_plain + r_plain, 1e-9)
-    f_idf = 2 * p_idf * r_idf / max(p_idf + r_idf, 1e-9)
+    f_plain = _f_score(p_plain, r_plain)
+    f_idf = _f_score(p_idf, r_idf)
     set_a, set_b = set(a.words), set(b.words)
     content_a, content_b = set_a - _STOP, set_b - _STOP
     only_a, only_b = len(content_a - content_b), len(content_b - content_a)
