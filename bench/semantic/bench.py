@@ -305,6 +305,40 @@ def bench_quality(target: float) -> None:
             row.append(f"{((near_scores.cosine >= 0.90) & ok)[mask].mean():.3f}")
         print(f"  {kind:<8} ({int(mask.sum()):>3} pairs): {' -> '.join(row)}")
     print(f"recall cost of the guard on the held-out duplicates with cosine >= 0.85: {recall_cost(test):.3f}")
+    label_noise(pairs, held_out, test)
+
+
+def label_noise(pairs: list[Pair], held_out: list[Pair], scores: PairScores) -> None:
+    """How far the labels themselves let precision go: pairs that are the same question, and the
+    labelled non-duplicates among the best-ranked held-out pairs at 30% recall (written out to read)."""
+    same = [p for p in pairs if _plain(p.a) == _plain(p.b)]
+    share = sum(p.label for p in same) / max(len(same), 1)
+    print(
+        f"label noise: {len(same)} pairs are the same question once case, spaces and punctuation are "
+        f"dropped; {share:.1%} of them are labelled duplicates"
+    )
+    for floor in (0.99, 0.995):
+        top = scores.cosine >= floor
+        duplicates = scores.labels[top].mean()
+        print(f"  held-out pairs with cosine >= {floor}: {int(top.sum())}, {duplicates:.1%} labelled duplicates")
+    # The shipped checks' ranking: the verifier's probability among pairs the guard passes, cosine >= 0.80.
+    assert scores.probability is not None
+    rank = np.where(scores.guard_ok & (scores.cosine >= 0.80), scores.probability, -1.0)
+    order = np.argsort(-rank, kind="stable")
+    needed = int(np.ceil(0.30 * scores.labels.sum()))
+    hits = int(np.searchsorted(np.cumsum(scores.labels[order]), needed) + 1)
+    negatives = [held_out[i] for i in order[:hits] if scores.labels[i] == 0]
+    QUESTIONS_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    listing = QUESTIONS_CACHE.parent / "labelled-non-duplicates-at-recall-0.30.txt"
+    listing.write_text("".join(f"{p.a}\n{p.b}\n\n" for p in negatives), encoding="utf-8")
+    print(
+        f"  best {hits} held-out pairs by guard + verifier reach recall 0.30 at precision "
+        f"{1 - len(negatives) / hits:.3f}; its {len(negatives)} labelled non-duplicates are in {listing}"
+    )
+
+
+def _plain(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
 def recall_cost(scores: PairScores) -> float:
