@@ -22,7 +22,7 @@ import orjson
 
 from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.compression.caps import PlanTable, add_instruction, apply_cap
-from thrifty.core.compression.compress import CompressionSettings, Prepared, finish, prepare
+from thrifty.core.compression.compress import CompressionSettings, Prepared, finish, history_saving, prepare
 from thrifty.core.compression.validity import conversation_problem
 from thrifty.core.compression.whitespace import normalise_whitespace
 from thrifty.core.compression.wire import message_text
@@ -39,6 +39,23 @@ from thrifty.pipeline.routing import Pricer, Recorder, openai_text
 __all__ = ["CompressionStep", "OutputCapStep", "SummarySettings", "TextCounter"]
 
 log = logging.getLogger("thrifty.compression")
+
+
+_PendingHistory = tuple["asyncio.Future[int]", Prepared, int]
+"""The task counting the dropped turns, and what it counts (to count them here if it has not run)."""
+
+
+async def _count_history(prepared: Prepared, summary_tokens: int) -> int:
+    return history_saving(prepared, summary_tokens)
+
+
+def _counted(task: asyncio.Future[int], prepared: Prepared, summary_tokens: int) -> int:
+    """The task's count; if the upstream answered before the task ran, it is cancelled and the
+    count made now."""
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return task.result()
+    task.cancel()
+    return history_saving(prepared, summary_tokens)
 
 
 class TextCounter:
@@ -145,7 +162,8 @@ class CompressionStep:
         summary: str | None = None
         if prepared.history is not None and self.summary is not None:
             summary = await self._summarise(call, prepared, next_step, self.summary)
-        body = finish(prepared, summary, count_text(summary) if summary else 0)
+        summary_tokens = count_text(summary) if summary else 0
+        body = finish(prepared, summary, summary_tokens, count_history=False)
         problem = conversation_problem(body, call.client_api)
         request: ChatRequest | None = None
         if problem is None:
@@ -157,15 +175,24 @@ class CompressionStep:
             log.warning("compression produced an invalid request (%s); sending the original", problem)
             call.details["compression"] = {"skipped": f"invalid result: {problem}"}
             return await next_step(call)
-        saved = sum(prepared.saved.values())
         call.body = body
         call.request = request
         call.body_size = 0
         call.input_tokens.clear()
-        call.details["compression"] = {"tokens_saved": saved, **prepared.saved, **prepared.notes}
-        result = await next_step(call)
-        if saved > 0:
-            call.cost_listeners.append(self._savings(call, result, saved))
+        details = call.details["compression"] = {"tokens_saved": sum(prepared.saved.values()), **prepared.saved}
+        details.update(prepared.notes)
+        # What the dropped turns weighed only the ledger needs: the task counts them at the first
+        # point the rest of the pipeline waits (a budget store, the upstream's answer), so a long
+        # conversation seen for the first time does not hold its request up for the count.
+        history = asyncio.ensure_future(_count_history(prepared, summary_tokens)) if prepared.history else None
+        try:
+            result = await next_step(call)
+        except BaseException:
+            if history is not None:
+                history.cancel()
+            raise
+        pending = (history, prepared, summary_tokens) if history is not None else None
+        call.cost_listeners.append(self._savings(call, result, details, pending))
         return result
 
     def _fixed_tokens(self, call: Call, count_text: Callable[[str], int]) -> int:
@@ -182,11 +209,22 @@ class CompressionStep:
             tokens += count_text(orjson.dumps(tools).decode())
         return tokens
 
-    def _savings(self, call: Call, result: Result, saved: int) -> Callable[[Cost | None, Usage], None]:
-        """The saved input tokens priced at the counterfactual model's rates: the requested
-        model's when routing changed it (routing's listener ran first), else the served one's."""
+    def _savings(
+        self, call: Call, result: Result, details: dict[str, Any], history: _PendingHistory | None
+    ) -> Callable[[Cost | None, Usage], None]:
+        """The saved input tokens (the history's added once counted) priced at the counterfactual
+        model's rates: the requested model's when routing changed it (routing's listener ran
+        first), else the served one's."""
 
         def listener(cost: Cost | None, usage: Usage) -> None:
+            if history is not None:
+                history_tokens = _counted(*history)
+                if history_tokens > 0:
+                    details["history"] = history_tokens
+                    details["tokens_saved"] += history_tokens
+            saved = int(details["tokens_saved"])
+            if saved <= 0:
+                return
             model = call.request.model if "routing" in call.savings else (result.served_model or call.model)
             before = self.pricer.cost(model, usage, call.ts)
             after = self.pricer.cost(

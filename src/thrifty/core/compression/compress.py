@@ -18,6 +18,7 @@ from thrifty.core.compression.history import (
     MESSAGE_OVERHEAD,
     HistoryPlan,
     apply_history,
+    dropped_tokens,
     plan_history,
     window_start,
 )
@@ -25,7 +26,7 @@ from thrifty.core.compression.retrieval import has_chunk_marks, prune_chunks
 from thrifty.core.compression.whitespace import normalise_whitespace
 from thrifty.core.compression.wire import API, is_system, last_user_index, map_texts, message_text
 
-__all__ = ["CompressionSettings", "Prepared", "compress_body", "finish", "prepare"]
+__all__ = ["CompressionSettings", "Prepared", "compress_body", "finish", "history_saving", "prepare"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class Prepared:
     notes: dict[str, Any] = field(default_factory=dict)
     original: list[Any] | None = None
     """The messages before whitespace normalisation (what a summary is written from)."""
+    count_message: Callable[[Any], int] | None = None
+    """How the history plan counted a message: the dropped ones are counted the same way."""
 
     @property
     def changed(self) -> bool:
@@ -119,18 +122,36 @@ def prepare(
             count=count_message,
             fixed_tokens=fixed_tokens,
         )
+        return Prepared(out, api, plan, saved, notes, original, count_message)
     return Prepared(out, api, plan, saved, notes, original)
 
 
-def finish(prepared: Prepared, summary: str | None = None, summary_tokens: int = 0) -> dict[str, Any]:
-    """The final body: history trimmed (with the summary in place of the dropped turns, if given)."""
+def history_saving(prepared: Prepared, summary_tokens: int = 0) -> int:
+    """The input tokens the history trim saved: the dropped messages less the summary put in their
+    place (``summary_tokens``, 0 without one). Counting the dropped messages is most of the cost
+    of compressing a long conversation seen for the first time, and only the ledger needs it: a
+    gateway does it while the upstream answers (``finish(..., count_history=False)``)."""
+    plan, count = prepared.history, prepared.count_message
+    if plan is None or count is None:
+        return 0
+    dropped = dropped_tokens(prepared.body["messages"], plan, count)
+    return dropped - (summary_tokens + 2 * MESSAGE_OVERHEAD if summary_tokens else 0)
+
+
+def finish(
+    prepared: Prepared, summary: str | None = None, summary_tokens: int = 0, *, count_history: bool = True
+) -> dict[str, Any]:
+    """The final body: history trimmed (with the summary in place of the dropped turns, if given).
+    With ``count_history`` the tokens it saved go into ``prepared.saved["history"]`` now; without,
+    the caller counts them later with ``history_saving``."""
     plan = prepared.history
     if plan is None:
         return prepared.body
     messages = apply_history(prepared.body["messages"], plan, summary)
-    saved = plan.tokens_dropped - (summary_tokens + 2 * MESSAGE_OVERHEAD if summary else 0)
-    if saved > 0:
-        prepared.saved["history"] = saved
+    if count_history:
+        saved = history_saving(prepared, summary_tokens if summary else 0)
+        if saved > 0:
+            prepared.saved["history"] = saved
     prepared.notes["messages_dropped"] = len(plan.dropped)
     prepared.notes["turns"] = plan.turns
     prepared.notes["turns_kept"] = plan.turns_kept

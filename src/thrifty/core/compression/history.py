@@ -15,7 +15,7 @@ from typing import Any
 
 from thrifty.core.compression.wire import API, is_system, is_turn_start
 
-__all__ = ["HistoryPlan", "apply_history", "plan_history", "summary_messages", "window_start"]
+__all__ = ["HistoryPlan", "apply_history", "dropped_tokens", "plan_history", "summary_messages", "window_start"]
 
 MESSAGE_OVERHEAD = 4
 """Tokens of framing counted for each message on top of its text (an estimate across providers)."""
@@ -30,7 +30,6 @@ class HistoryPlan:
     """Indices of the messages kept, in order."""
     dropped: tuple[int, ...]
     """Indices of the messages dropped (never a system message)."""
-    tokens_dropped: int
     turns: int
     turns_kept: int
 
@@ -64,22 +63,21 @@ def plan_history(
 ) -> HistoryPlan | None:
     """Which turns to keep; None when nothing is to be dropped. ``count(message)`` gives a
     message's tokens; ``fixed_tokens`` is what the budget must also hold (an Anthropic system
-    prompt, tools)."""
+    prompt, tools). Only the messages the decision needs are counted: the system ones and the
+    turns from the newest back to the first that does not fit. What the dropped ones weigh is
+    ``dropped_tokens``' job, for the ledger, which need not hold up the request."""
     turns = _turns(messages, api)
     if len(turns) <= 1:
         return None
     first_kept = 0
     if max_turns is not None and len(turns) > max_turns:
         first_kept = len(turns) - max_turns
-    tokens: list[int] | None = None
     if max_tokens is not None:
-        tokens = [count(m) for m in messages]
-        system = fixed_tokens + sum(t for m, t in zip(messages, tokens, strict=True) if is_system(m))
-        used = system
+        used = fixed_tokens + sum(count(m) for m in messages if is_system(m))
         # Walk back from the newest turn; the last turn always stays.
         for k in range(len(turns) - 1, first_kept - 1, -1):
             start, end = turns[k]
-            size = sum(tokens[i] for i in range(start, end) if not is_system(messages[i]))
+            size = sum(count(messages[i]) for i in range(start, end) if not is_system(messages[i]))
             if k < len(turns) - 1 and used + size > max_tokens:
                 first_kept = k + 1
                 break
@@ -91,8 +89,12 @@ def plan_history(
     dropped = tuple(i for i in range(cut) if not is_system(messages[i]))
     if not dropped:
         return None
-    tokens_dropped = sum(count(messages[i]) for i in dropped) if tokens is None else sum(tokens[i] for i in dropped)
-    return HistoryPlan(keep, dropped, tokens_dropped, len(turns), len(turns) - first_kept)
+    return HistoryPlan(keep, dropped, len(turns), len(turns) - first_kept)
+
+
+def dropped_tokens(messages: list[Any], plan: HistoryPlan, count: Callable[[Any], int]) -> int:
+    """The tokens of the messages the plan drops (``messages`` as given to ``plan_history``)."""
+    return sum(count(messages[i]) for i in plan.dropped)
 
 
 def summary_messages(summary: str) -> list[dict[str, Any]]:
