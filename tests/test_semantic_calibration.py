@@ -15,6 +15,7 @@ from thrifty.semantic.calibration import (
     Pair,
     PairFileError,
     curve,
+    label_ceiling,
     lowest_threshold,
     parse_pairs,
     read_pairs,
@@ -114,6 +115,22 @@ def test_eval_cache_reports_every_variant(tmp_path: Path) -> None:
     )
     assert text.exit_code == 0, text.output
     assert "lowest threshold with precision >= 0.9" in text.output
+    assert "labels: " in text.output
+    assert report["labels"]["closest_cosine_at_least"] == 0.99
+
+
+def test_the_label_ceiling_counts_same_questions_and_the_closest_pairs() -> None:
+    pairs = [
+        Pair("What is the purpose of life ?", "what is the purpose of life", 0, 2),  # a label error
+        Pair("How do I cook rice?", "How do I cook rice", 1, 3),
+        Pair("How do I cook rice?", "How do I boil an egg?", 0, 4),
+        Pair("Why is the sky blue?", "What makes the sky blue?", 1, 5),
+    ]
+    ceiling = label_ceiling(pairs, np.array([1.0, 1.0, 0.7, 0.991]))
+    assert (ceiling.same_question, ceiling.same_question_duplicates) == (2, 0.5)
+    assert (ceiling.closest, ceiling.closest_duplicates) == (3, 2 / 3)
+    none_close = label_ceiling(pairs[2:3], np.array([0.5]))
+    assert (none_close.same_question_duplicates, none_close.closest_duplicates) == (None, None)
 
 
 def test_eval_cache_bad_input(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from thrifty.semantic.calibration import (  # noqa: E402
     Pair,
     PairScores,
     curve,
+    label_ceiling,
     lowest_threshold,
     read_pairs,
     score_pairs,
@@ -311,16 +312,17 @@ def bench_quality(target: float) -> None:
 def label_noise(pairs: list[Pair], held_out: list[Pair], scores: PairScores) -> None:
     """How far the labels themselves let precision go: pairs that are the same question, and the
     labelled non-duplicates among the best-ranked held-out pairs at 30% recall (written out to read)."""
-    same = [p for p in pairs if _plain(p.a) == _plain(p.b)]
-    share = sum(p.label for p in same) / max(len(same), 1)
+    every = label_ceiling(pairs, np.zeros(len(pairs)))
     print(
-        f"label noise: {len(same)} pairs are the same question once case, spaces and punctuation are "
-        f"dropped; {share:.1%} of them are labelled duplicates"
+        f"label noise: {every.same_question} pairs are the same question once case, spaces and punctuation "
+        f"are dropped; {every.same_question_duplicates or 0:.1%} of them are labelled duplicates"
     )
     for floor in (0.99, 0.995):
-        top = scores.cosine >= floor
-        duplicates = scores.labels[top].mean()
-        print(f"  held-out pairs with cosine >= {floor}: {int(top.sum())}, {duplicates:.1%} labelled duplicates")
+        top = label_ceiling(held_out, scores.cosine, closest_floor=floor)
+        print(
+            f"  held-out pairs with cosine >= {floor}: {top.closest}, "
+            f"{top.closest_duplicates or 0:.1%} labelled duplicates"
+        )
     # The shipped checks' ranking: the verifier's probability among pairs the guard passes, cosine >= 0.80.
     assert scores.probability is not None
     rank = np.where(scores.guard_ok & (scores.cosine >= 0.80), scores.probability, -1.0)
@@ -335,10 +337,6 @@ def label_noise(pairs: list[Pair], held_out: list[Pair], scores: PairScores) -> 
         f"  best {hits} held-out pairs by guard + verifier reach recall 0.30 at precision "
         f"{1 - len(negatives) / hits:.3f}; its {len(negatives)} labelled non-duplicates are in {listing}"
     )
-
-
-def _plain(text: str) -> str:
-    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
 def recall_cost(scores: PairScores) -> float:

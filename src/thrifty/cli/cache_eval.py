@@ -123,7 +123,7 @@ def eval_cache(
 ) -> None:
     """Precision, recall and F1 of the semantic cache over thresholds, with the guard and the
     verifier on and off, on labelled question pairs."""
-    from thrifty.semantic.calibration import lowest_threshold
+    from thrifty.semantic.calibration import label_ceiling, lowest_threshold
     from thrifty.semantic.calibration import sample as take
     from thrifty.semantic.verifier import VerifierModel
 
@@ -157,6 +157,7 @@ def eval_cache(
             }
             for name, c in curves.items()
         },
+        "labels": label_ceiling(report, scores.cosine).as_dict(),
         "seconds": {k: round(v, 3) for k, v in scores.seconds.items()},
     }
     if as_json:
@@ -198,6 +199,30 @@ def _print_report(result: dict[str, Any], curves: dict[str, Curve], chosen: dict
             click.echo(
                 f"  {name:>15}: {found:.3f}  precision {precision}  recall {point.recall:.3f}  f1 {point.f1:.3f}"
             )
+    click.echo(_ceiling_line(result["labels"], result["target_precision"]))
+
+
+def _ceiling_line(labels: dict[str, Any], target: float | None) -> str:
+    """What the labels allow: a target above the share of duplicates among the closest pairs is out
+    of reach for any threshold, however good the checks."""
+    parts = []
+    if labels["closest_labelled_duplicate"] is not None:
+        parts.append(
+            f"{labels['closest_labelled_duplicate']:.1%} of the {labels['closest_pairs']} pairs with cosine >= "
+            f"{labels['closest_cosine_at_least']} are labelled duplicates"
+        )
+    if labels["same_question_labelled_duplicate"] is not None:
+        parts.append(
+            f"{labels['same_question_labelled_duplicate']:.1%} of the {labels['same_question_pairs']} pairs that "
+            "are the same question (case and punctuation aside)"
+        )
+    if not parts:
+        return "labels: no pair is close enough to say how far they let precision go"
+    line = "labels: " + ", and ".join(parts)
+    closest = labels["closest_labelled_duplicate"]
+    if target is not None and closest is not None and closest < target:
+        line += f" -- precision {target} is out of reach on these labels beyond a handful of hits"
+    return line
 
 
 @click.command("calibrate")

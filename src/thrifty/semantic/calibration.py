@@ -32,11 +32,13 @@ __all__ = [
     "SPLITS",
     "Curve",
     "CurvePoint",
+    "LabelCeiling",
     "Pair",
     "PairFileError",
     "PairScores",
     "Split",
     "curve",
+    "label_ceiling",
     "lowest_threshold",
     "parse_pairs",
     "read_pairs",
@@ -208,6 +210,51 @@ def lowest_threshold(c: Curve, target_precision: float, *, min_hits: int = 25) -
             break
         best = point.threshold
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class LabelCeiling:
+    """How far the labels themselves let precision go: the share labelled duplicates among pairs
+    that are the same question (once case, spaces and punctuation are dropped) and among the pairs
+    the model finds closest. No threshold and no second check can beat that share for long: if it
+    is below the target precision, the target is out of reach on these labels."""
+
+    same_question: int
+    same_question_duplicates: float | None
+    closest_floor: float
+    closest: int
+    closest_duplicates: float | None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        def share(value: float | None) -> float | None:
+            return None if value is None else round(value, 4)
+
+        return {
+            "same_question_pairs": self.same_question,
+            "same_question_labelled_duplicate": share(self.same_question_duplicates),
+            "closest_cosine_at_least": self.closest_floor,
+            "closest_pairs": self.closest,
+            "closest_labelled_duplicate": share(self.closest_duplicates),
+        }
+
+
+def label_ceiling(
+    pairs: Sequence[Pair], cosine: npt.NDArray[np.floating], *, closest_floor: float = 0.99
+) -> LabelCeiling:
+    same = [p.label for p in pairs if _plain(p.a) == _plain(p.b)]
+    close = np.asarray(cosine) >= closest_floor
+    labels = np.array([p.label for p in pairs], dtype=np.int64)
+    return LabelCeiling(
+        same_question=len(same),
+        same_question_duplicates=sum(same) / len(same) if same else None,
+        closest_floor=closest_floor,
+        closest=int(close.sum()),
+        closest_duplicates=float(labels[close].mean()) if close.any() else None,
+    )
+
+
+def _plain(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split())
 
 
 @dataclass(frozen=True, slots=True)
