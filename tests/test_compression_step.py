@@ -74,10 +74,13 @@ def test_the_dropped_turns_are_counted_after_the_request_goes_and_recorded_exact
     dropped = messages[1:11]  # five old turns: a window of two turns keeps the last old one and the new one
     counter = WatchedCounter()
     seen_at_dispatch: set[str] = set()
+    after_the_wait: dict[str, Any] = {}
 
     async def upstream(call: Call) -> Result:
         seen_at_dispatch.update(counter.asked)
         await asyncio.sleep(0.01)  # the network: the loop is free to count meanwhile
+        # What a row written now would carry (an escalated attempt's, recorded before the final one).
+        after_the_wait.update(call.details["compression"])
         return Result(status=200, served_model="gpt-4o", usage=USAGE)
 
     async def run() -> Call:
@@ -95,6 +98,7 @@ def test_the_dropped_turns_are_counted_after_the_request_goes_and_recorded_exact
     details = call.details["compression"]
     assert details["history"] == exact
     assert details["tokens_saved"] == exact
+    assert after_the_wait["history"] == exact, "a row recorded after the wait carries the count"
     assert details["messages_dropped"] == len(dropped)
     assert call.savings["compression"] == Decimal("2.50") * exact / 1_000_000
 

@@ -41,21 +41,35 @@ __all__ = ["CompressionStep", "OutputCapStep", "SummarySettings", "TextCounter"]
 log = logging.getLogger("thrifty.compression")
 
 
-_PendingHistory = tuple["asyncio.Future[int]", Prepared, int]
-"""The task counting the dropped turns, and what it counts (to count them here if it has not run)."""
+class _DroppedTurns:
+    """What the dropped turns weighed, which only the ledger needs, counted off the request's path:
+    a task counts them at the first point the rest of the pipeline waits (a budget store, the
+    upstream's answer) and adds them to the call's compression details, once. Every ledger row
+    written after that (an escalated attempt's too) carries them; ``settle`` counts them at record
+    time if the task has not run (an upstream that answered without the loop ever waiting)."""
 
+    def __init__(self, prepared: Prepared, summary_tokens: int, details: dict[str, Any]) -> None:
+        self._prepared = prepared
+        self._summary_tokens = summary_tokens
+        self._details = details
+        self._added = False
+        self.task = asyncio.ensure_future(self._count())
 
-async def _count_history(prepared: Prepared, summary_tokens: int) -> int:
-    return history_saving(prepared, summary_tokens)
+    async def _count(self) -> None:
+        self._add()
 
+    def _add(self) -> None:
+        if self._added:
+            return
+        self._added = True
+        tokens = history_saving(self._prepared, self._summary_tokens)
+        if tokens > 0:
+            self._details["history"] = tokens
+            self._details["tokens_saved"] += tokens
 
-def _counted(task: asyncio.Future[int], prepared: Prepared, summary_tokens: int) -> int:
-    """The task's count; if the upstream answered before the task ran, it is cancelled and the
-    count made now."""
-    if task.done() and not task.cancelled() and task.exception() is None:
-        return task.result()
-    task.cancel()
-    return history_saving(prepared, summary_tokens)
+    def settle(self) -> None:
+        self.task.cancel()
+        self._add()
 
 
 class TextCounter:
@@ -181,18 +195,15 @@ class CompressionStep:
         call.input_tokens.clear()
         details = call.details["compression"] = {"tokens_saved": sum(prepared.saved.values()), **prepared.saved}
         details.update(prepared.notes)
-        # What the dropped turns weighed only the ledger needs: the task counts them at the first
-        # point the rest of the pipeline waits (a budget store, the upstream's answer), so a long
-        # conversation seen for the first time does not hold its request up for the count.
-        history = asyncio.ensure_future(_count_history(prepared, summary_tokens)) if prepared.history else None
+        # A long conversation seen for the first time must not wait for its dropped turns' count.
+        dropped = _DroppedTurns(prepared, summary_tokens, details) if prepared.history else None
         try:
             result = await next_step(call)
         except BaseException:
-            if history is not None:
-                history.cancel()
+            if dropped is not None:
+                dropped.task.cancel()
             raise
-        pending = (history, prepared, summary_tokens) if history is not None else None
-        call.cost_listeners.append(self._savings(call, result, details, pending))
+        call.cost_listeners.append(self._savings(call, result, details, dropped))
         return result
 
     def _fixed_tokens(self, call: Call, count_text: Callable[[str], int]) -> int:
@@ -210,18 +221,15 @@ class CompressionStep:
         return tokens
 
     def _savings(
-        self, call: Call, result: Result, details: dict[str, Any], history: _PendingHistory | None
+        self, call: Call, result: Result, details: dict[str, Any], dropped: _DroppedTurns | None
     ) -> Callable[[Cost | None, Usage], None]:
         """The saved input tokens (the history's added once counted) priced at the counterfactual
         model's rates: the requested model's when routing changed it (routing's listener ran
         first), else the served one's."""
 
         def listener(cost: Cost | None, usage: Usage) -> None:
-            if history is not None:
-                history_tokens = _counted(*history)
-                if history_tokens > 0:
-                    details["history"] = history_tokens
-                    details["tokens_saved"] += history_tokens
+            if dropped is not None:
+                dropped.settle()
             saved = int(details["tokens_saved"])
             if saved <= 0:
                 return
