@@ -185,7 +185,8 @@ def test_calibrate_creates_the_section(tmp_path: Path) -> None:
 
 def test_calibrate_unreachable_target(tmp_path: Path) -> None:
     pairs = tmp_path / "pairs.csv"
-    pairs.write_text("sentence1,sentence2,label\n" + "How do I enable it?,How do I disable it?,0\n" * 20)
+    rows = "How do I enable it?,How do I disable it?,0\n" * 10 + "How do I enable it?,how do I enable it,0\n" * 10
+    pairs.write_text("sentence1,sentence2,label\n" + rows)
     config = tmp_path / "c.yaml"
     result = CliRunner().invoke(
         cache_calibrate,
@@ -193,4 +194,6 @@ def test_calibrate_unreachable_target(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "no threshold reaches precision 0.9" in result.output
+    assert "labels: 0.0% of the 10 pairs with cosine >= 0.99 are labelled duplicates" in result.output
+    assert "precision 0.9 is out of reach on these labels" in result.output
     assert not config.exists()

@@ -266,7 +266,7 @@ def cache_calibrate(
     """Find the lowest semantic-cache threshold that reaches the target precision on the pairs'
     calibration split, and write it to the config as cache.semantic.threshold."""
     from thrifty.config.files import ConfigError, load_document
-    from thrifty.semantic.calibration import curve, lowest_threshold, split
+    from thrifty.semantic.calibration import curve, label_ceiling, lowest_threshold, split
     from thrifty.semantic.calibration import sample as take
     from thrifty.semantic.verifier import VerifierModel
 
@@ -294,9 +294,10 @@ def cache_calibrate(
     threshold = lowest_threshold(c, target_precision, min_hits=min_hits)
     if threshold is None:
         best = max((p.precision or 0.0 for p in c.points if p.predicted >= min_hits), default=0.0)
+        ceiling = _ceiling_line(label_ceiling(tune, scores.cosine).as_dict(), target_precision)
         raise CliError(
             f"{pairs_file}: no threshold reaches precision {target_precision} on {len(tune)} calibration pairs "
-            f"(best with {min_hits}+ hits: {best:.3f})"
+            f"(best with {min_hits}+ hits: {best:.3f}); {ceiling}"
         )
     _write_threshold(config_file, document, threshold)
     point = c.at(threshold)
