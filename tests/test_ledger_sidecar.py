@@ -17,6 +17,7 @@ from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing.rates import Cost
 from thrifty.stores.ledger import open_ledger
 from thrifty.stores.ledger.journal_writer import JournalWriter
+from thrifty.stores.ledger.sidecar import status_path
 
 
 def record(n: int) -> LedgerRecord:
@@ -65,6 +66,29 @@ def test_a_killed_sidecar_is_replaced_and_nothing_is_lost(tmp_path: Path) -> Non
     writer.close()
     store = open_ledger(url)
     assert store.count() == 200
+    store.close()
+
+
+def test_the_signals_a_whole_process_group_gets_leave_the_gateways_sidecar_running(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal and systemd's stop signal the gateway and its sidecar at once; the
+    sidecar keeps going until the gateway has handed over its last rows and closes its stdin."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    journal = tmp_path / "journal"
+    writer = JournalWriter(journal, url)
+    writer.start()
+    sidecar = writer._sidecar
+    assert sidecar is not None
+    wait_for(lambda: status_path(journal, sidecar.pid).exists())  # running, its handlers set
+    os.kill(sidecar.pid, signal.SIGINT)
+    os.kill(sidecar.pid, signal.SIGTERM)
+    for n in range(100):
+        writer.submit(record(n))
+    assert writer.flush(timeout=30)
+    assert writer._sidecar is sidecar and sidecar.poll() is None, "the sidecar stopped on a group signal"
+    writer.close()
+    assert sidecar.returncode == 0, "it stopped by itself once its stdin closed, not killed"
+    store = open_ledger(url)
+    assert store.count() == 100
     store.close()
 
 

@@ -4,6 +4,7 @@ serving process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -64,7 +65,8 @@ class JournalWriter:
             "--parent-pid",
             str(os.getpid()),
         ]
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        # Its stdin is how it is told to stop (see the sidecar's module): closed by ``close``.
+        return subprocess.Popen(command, stdin=subprocess.PIPE)
 
     def submit(self, record: LedgerRecord) -> None:
         self.submit_rows([record.to_values()])
@@ -127,11 +129,14 @@ class JournalWriter:
             self._factory = None
         sidecar = self._sidecar
         if sidecar is not None:
-            sidecar.terminate()
+            if sidecar.stdin is not None:
+                with contextlib.suppress(OSError):
+                    sidecar.stdin.close()
             try:
                 sidecar.wait(timeout=max(timeout, 5.0))
             except subprocess.TimeoutExpired:
                 sidecar.kill()
+                sidecar.wait()
         if not flushed:
             log.error("ledger: rows not yet in the database at close are kept in %s", self._dir)
 

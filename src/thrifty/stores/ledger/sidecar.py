@@ -9,6 +9,12 @@ held in memory, an outage of any length only grows files, and a crash of either 
 nothing (any sidecar that starts later replays what is left).
 
 Run by ``thrifty serve``; by hand: ``python -m thrifty.stores.ledger.sidecar --journal DIR --ledger URL``.
+
+Stopping. Run by a gateway (``--parent-pid``), the sidecar stops when the gateway closes its stdin,
+after the gateway's last hand-over, or when the gateway is gone; it ignores SIGINT and SIGTERM,
+which a terminal's Ctrl-C and systemd's stop send to the whole process group at once: stopping
+then would leave the gateway's last rows to a replacement it would have to start during its own
+shutdown. Run by hand, SIGINT or SIGTERM stop it.
 """
 
 from __future__ import annotations
@@ -36,12 +42,18 @@ def status_path(journal_dir: Path, pid: int) -> Path:
 
 
 def run_sidecar(journal_dir: Path, ledger_url: str, parent_pid: int | None, poll_seconds: float = 0.05) -> int:
-    """Replay until told to stop (SIGTERM) or until the parent is gone, then drain and return."""
+    """Replay until told to stop (the parent closes stdin; by hand: SIGTERM or SIGINT) or until the
+    parent is gone, then drain and return."""
     from thrifty.stores.ledger import open_ledger
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if parent_pid is None:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_stop_at_end_of_input, args=(stop,), name="thrifty-sidecar-stdin", daemon=True).start()
     _use_every_core()
     store = open_ledger(ledger_url)
     inserter = Inserter(store, journal_dir, stopping=stop.is_set)
@@ -62,6 +74,14 @@ def run_sidecar(journal_dir: Path, ledger_url: str, parent_pid: int | None, poll
     finally:
         status.unlink(missing_ok=True)
         store.close()
+
+
+def _stop_at_end_of_input(stop: threading.Event) -> None:
+    """The gateway's "stop now": it closes our stdin (and so does its death)."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    stop.set()
 
 
 def _use_every_core() -> None:
