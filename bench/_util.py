@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def per_call_seconds(fn: Callable[[], object], *, calls: int, repeats: int = 7) -> float:
@@ -78,3 +79,11 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, nearest rank."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Ask every process to stop, then wait for each (they shut down side by side)."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=timeout)

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx2
 import orjson
 
-from _util import free_port, percentile, wait_ready
+from _util import free_port, percentile, stop_all, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 THRIFTY = [sys.executable, "-m", "thrifty.cli.main"]
@@ -81,10 +81,7 @@ def main(rounds: int = 3000) -> None:
         print(f"  floor  p50 {statistics.median(floor):6.3f} ms   p99 {percentile(floor, 0.99):6.3f} ms")
         print(f"  added by a hit (pairwise): p50 {statistics.median(added):6.3f} ms   target <= 0.300 ms")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop_all(processes)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import httpx2
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared helpers
-from _util import free_port, percentile, wait_ready
+from _util import free_port, percentile, stop_all, wait_ready
 
 THRIFTY = [sys.executable, "-m", "thrifty.cli.main"]
 CONFIG = """
@@ -137,10 +137,7 @@ def main() -> None:
         print(f"  a semantic hit takes {hit_added:+.2f} ms (p50) over an exact hit")
         print(f"  a semantic miss adds {miss_added:+.2f} ms (p50) to a miss (embed, search, store)")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop_all(processes)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from thrifty.pipeline.budget_estimate import Estimate, RoutesOf, estimate, subje
 from thrifty.pipeline.budget_refusal import refused, refused_message
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
-from thrifty.stores.budgets import BudgetStore, Line, StoreUnavailable, line_key
+from thrifty.stores.budgets import BudgetStore, Line, Refusal, StoreUnavailable, line_key
 from thrifty.stores.budgets.base import SEP
 
 __all__ = ["BudgetEngine", "BudgetStep", "RoutesOf", "estimate"]
@@ -229,6 +229,25 @@ class BudgetEngine:
             lines.append(line_for(budget, subject, period, amount, now))
         return lines
 
+    async def _hold(
+        self,
+        call: Call,
+        pairs: Sequence[tuple[Budget, str]],
+        periods: Sequence[Period],
+        guess: Estimate,
+        now: datetime,
+    ) -> tuple[_Held, Refusal | None]:
+        """Reserve ``guess`` on every budget in one store operation: the reservation, and the
+        store's refusal if a budget cannot take it (raises ``StoreUnavailable``)."""
+        lines = self._lines(pairs, periods, guess, now)
+        held = _Held(
+            f"{call.request_id}.{secrets.token_hex(4)}",
+            [(b, s, p) for (b, s), p in zip(pairs, periods, strict=True)],
+            lines,
+            self,
+        )
+        return held, await self.store.reserve(held.id, lines)
+
     async def reserve(self, call: Call, pairs: list[tuple[Budget, str]], routes_of: RoutesOf) -> _Held | Result | None:
         """A reservation, a refusal, or None (the store is down and budgets fail open)."""
         now = datetime.now(UTC)
@@ -241,21 +260,14 @@ class BudgetEngine:
                 f"{budget.describe_limit()} for {budget.who(subject)} (budgets.unpriced: refuse)"
             )
             return refused(call, message, None)
-        lines = self._lines(pairs, periods, guess, now)
-        held = _Held(
-            f"{call.request_id}.{secrets.token_hex(4)}",
-            [(b, s, p) for (b, s), p in zip(pairs, periods, strict=True)],
-            lines,
-            self,
-        )
         try:
-            refusal = await self.store.reserve(held.id, lines)
+            held, refusal = await self._hold(call, pairs, periods, guess, now)
         except StoreUnavailable as error:
             return self._unavailable(call, error)
         if refusal is None:
             return held
         budget, subject, period = held.pairs[refusal.index]
-        line = lines[refusal.index]
+        line = held.lines[refusal.index]
         if budget.on_exceed == "downgrade" and budget.downgrade_to and budget.downgrade_to != call.model:
             downgraded = await self._downgrade(call, pairs, periods, budget, routes_of, now)
             if downgraded is not None:
@@ -291,15 +303,8 @@ class BudgetEngine:
         if guess.max_usd is None and self.unpriced == "refuse" and any(b.unit == "usd" for b, _ in pairs):
             call.model = original
             return None
-        lines = self._lines(pairs, periods, guess, now)
-        held = _Held(
-            f"{call.request_id}.{secrets.token_hex(4)}",
-            [(b, s, p) for (b, s), p in zip(pairs, periods, strict=True)],
-            lines,
-            self,
-        )
         try:
-            refusal = await self.store.reserve(held.id, lines)
+            held, refusal = await self._hold(call, pairs, periods, guess, now)
         except StoreUnavailable as error:
             call.model = original
             return self._unavailable(call, error)

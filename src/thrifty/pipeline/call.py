@@ -23,6 +23,7 @@ __all__ = [
     "Step",
     "StreamState",
     "extra_call_listener",
+    "instruction_call",
     "internal_call",
 ]
 
@@ -165,6 +166,24 @@ def internal_call(
         hints={"route": "internal", "caps": "off", "compress": "off"},
         details={"purpose": purpose},
     )
+
+
+def instruction_call(
+    parent: Call, model: str, instruction: str, text: str, max_tokens: int, *, purpose: str, route: str, saving_key: str
+) -> Call:
+    """An ``internal_call`` that asks a cheap ``model`` to follow ``instruction`` on ``text`` (a
+    routing classifier, a history summary), deterministically, within ``max_tokens``; its cost
+    is charged against the ``saving_key`` optimisation that made it."""
+    body = {
+        "model": model,
+        "messages": [{"role": "system", "content": instruction}, {"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    call = internal_call(parent, model, body, purpose)
+    call.route = route
+    call.cost_listeners.append(extra_call_listener(call, saving_key))
+    return call
 
 
 def extra_call_listener(call: Call, saving_key: str) -> CostListener:

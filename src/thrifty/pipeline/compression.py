@@ -32,7 +32,7 @@ from thrifty.core.pricing import Cost
 from thrifty.core.routing.decision import header_safe
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
+from thrifty.pipeline.call import Call, Next, Result, instruction_call
 from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.routing import Pricer, Recorder, openai_text
 
@@ -294,15 +294,16 @@ class CompressionStep:
             if isinstance(message, dict):
                 lines.append(f"{message.get('role', 'user')}: {message_text(message)}")
         prompt = settings.prompt.replace("{max_words}", str(max(10, settings.max_tokens * 3 // 4)))
-        body = {
-            "model": settings.model,
-            "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "\n\n".join(lines)}],
-            "max_tokens": settings.max_tokens,
-            "temperature": 0,
-        }
-        summary_call = internal_call(call, settings.model, body, "history summary")
-        summary_call.route = "compression: summary of dropped turns"
-        summary_call.cost_listeners.append(extra_call_listener(summary_call, "compression"))
+        summary_call = instruction_call(
+            call,
+            settings.model,
+            prompt,
+            "\n\n".join(lines),
+            settings.max_tokens,
+            purpose="history summary",
+            route="compression: summary of dropped turns",
+            saving_key="compression",
+        )
         try:
             result = await next_step(summary_call)
         except Exception as error:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
@@ -39,6 +39,20 @@ if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not
 __all__ = ["ModelFacts", "Optimisation", "compile_rule", "embedder_for", "load_learned_router"]
 
 ALL_CAPABILITIES = frozenset({"tools", "vision", "json", "streaming"})
+
+
+class OptimisationSections(Protocol):
+    """The config's ``tiers:``, ``routing:``, ``compression:`` and ``output_caps:``: a gateway
+    config and the in-process client's ``OptimisationSpec`` both carry them."""
+
+    @property
+    def tiers(self) -> dict[str, list[str]]: ...
+    @property
+    def routing(self) -> RoutingSpec | None: ...
+    @property
+    def compression(self) -> CompressionSpec | None: ...
+    @property
+    def output_caps(self) -> OutputCapsSpec | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +155,8 @@ class Optimisation:
     @classmethod
     def build(
         cls,
+        sections: OptimisationSections,
         *,
-        tiers: dict[str, list[str]],
-        routing: RoutingSpec | None,
-        compression: CompressionSpec | None,
-        output_caps: OutputCapsSpec | None,
         facts_of: Callable[[str], ModelFacts],
         prices: PriceBook,
         counter: TokenCounter,
@@ -154,6 +165,8 @@ class Optimisation:
         embedders: Sequence[Embedder] = (),
     ) -> Optimisation | None:
         """None when none of the sections asks for anything."""
+        tiers, routing = sections.tiers, sections.routing
+        compression, output_caps = sections.compression, sections.output_caps
         compression_on = compression is not None and compression.active
         if routing is None and not compression_on and output_caps is None:
             return None
@@ -225,10 +238,7 @@ class Optimisation:
             return found if found is not None else ModelFacts(name, name, None, ALL_CAPABILITIES, None)
 
         return cls.build(
-            tiers=config.tiers,
-            routing=config.routing,
-            compression=config.compression,
-            output_caps=config.output_caps,
+            config,
             facts_of=facts_of,
             prices=prices,
             counter=counter,
@@ -264,10 +274,7 @@ class Optimisation:
             return facts
 
         return cls.build(
-            tiers=spec.tiers,
-            routing=spec.routing,
-            compression=spec.compression,
-            output_caps=spec.output_caps,
+            spec,
             facts_of=facts_of,
             prices=prices,
             counter=counter,
@@ -287,10 +294,7 @@ class Optimisation:
 
         try:
             cls.build(
-                tiers=config.tiers,
-                routing=config.routing,
-                compression=config.compression,
-                output_caps=config.output_caps,
+                config,
                 facts_of=facts_of,
                 prices=prices,
                 counter=TokenCounter(),

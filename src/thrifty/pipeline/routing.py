@@ -38,10 +38,10 @@ from thrifty.core.routing.checks import (
 from thrifty.core.routing.decision import Decision, DecisionSource, Escalation, header_safe
 from thrifty.core.routing.features import RequestFacts
 from thrifty.core.routing.rules import RuleSet
-from thrifty.core.routing.tiers import TierTable
+from thrifty.core.routing.tiers import Choice, TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
+from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, instruction_call
 from thrifty.pipeline.conversions import error_body
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
@@ -183,15 +183,7 @@ class RouterStep:
             source, tier, reason = await self._policy(call, facts, next_step)
         if tier > ceiling:
             tier, reason = ceiling, f"{reason}; capped at the requested model's tier"
-        choice = self.tiers.choose(
-            tier,
-            ceiling,
-            facts.needs,
-            input_bound=facts.body_size,
-            input_tokens=lambda: facts.context_tokens,
-            max_output=facts.max_output,
-            expected_output=self.expected_output_tokens,
-        )
+        choice = self._choose(facts, tier, ceiling)
         if choice is None:
             reason = f"{reason}; no model of tier {self.tiers.names[tier]} or above meets the request's needs"
             decision = Decision(source, requested, requested, reason, self.tiers.names[requested_tier], shadow)
@@ -251,6 +243,18 @@ class RouterStep:
 
     # -- policies ---------------------------------------------------------------------------
 
+    def _choose(self, facts: RequestFacts, tier: int, ceiling: int) -> Choice | None:
+        """The cheapest model from ``tier`` up to ``ceiling`` that meets the request's needs."""
+        return self.tiers.choose(
+            tier,
+            ceiling,
+            facts.needs,
+            input_bound=facts.body_size,
+            input_tokens=lambda: facts.context_tokens,
+            max_output=facts.max_output,
+            expected_output=self.expected_output_tokens,
+        )
+
     async def _policy(self, call: Call, facts: RequestFacts, next_step: Next) -> tuple[DecisionSource, int, str]:
         for policy in self.policies:
             if policy == "rules":
@@ -279,18 +283,16 @@ class RouterStep:
     async def _classify(self, call: Call, text: str, next_step: Next, settings: ClassifierSettings) -> tuple[int, str]:
         names = self.tiers.names
         prompt = settings.prompt.replace("{tiers}", ", ".join(names))
-        body = {
-            "model": settings.model,
-            "messages": [
-                {"role": "system", "content": prompt},
-                {"role": "user", "content": text[: settings.max_input_chars] or "(no text)"},
-            ],
-            "max_tokens": settings.max_tokens,
-            "temperature": 0,
-        }
-        classifier_call = internal_call(call, settings.model, body, "routing classifier")
-        classifier_call.route = "classifier: deciding the tier"
-        classifier_call.cost_listeners.append(extra_call_listener(classifier_call, "routing"))
+        classifier_call = instruction_call(
+            call,
+            settings.model,
+            prompt,
+            text[: settings.max_input_chars] or "(no text)",
+            settings.max_tokens,
+            purpose="routing classifier",
+            route="classifier: deciding the tier",
+            saving_key="routing",
+        )
         try:
             result = await next_step(classifier_call)
         except Exception as error:  # a classifier failure must not fail the call
@@ -334,15 +336,7 @@ class RouterStep:
             result, failure = await self._check(call, result)
             if failure is None:
                 return result, decision
-            choice = self.tiers.choose(
-                current + 1,
-                ceiling,
-                facts.needs,
-                input_bound=facts.body_size,
-                input_tokens=lambda: facts.context_tokens,
-                max_output=facts.max_output,
-                expected_output=self.expected_output_tokens,
-            )
+            choice = self._choose(facts, current + 1, ceiling)
             if choice is None:
                 return result, decision
             self._record_attempt(call, result, decision, failure, mark)
