@@ -160,6 +160,8 @@ def test_models_health_and_readiness(gateway: RunningGateway, client: openai.Ope
     assert {"gpt-4o", "claude-sonnet-4-5", "text-embedding-3-small"} <= names
     import httpx2
 
-    assert httpx2.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    health = httpx2.get(f"{gateway.url}/healthz").json()
+    assert health["status"] == "ok" and health["keys"]["required"] is False
+    assert "no virtual key was ever created" in health["keys"]["why"]
     ready = httpx2.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True

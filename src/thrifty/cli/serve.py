@@ -67,6 +67,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
         raise CliError(f"cannot listen on {listen_host}:{listen_port}: {error.strerror}") from None
 
     from thrifty.gateway.app import Gateway
+    from thrifty.gateway.auth import is_loopback
     from thrifty.gateway.runtime import Runtime
 
     try:
@@ -76,7 +77,12 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
     click.echo(f"thrifty gateway on http://{listen_host}:{listen_port}", err=True)
     click.echo(f"  models: {', '.join(runtime.routes.names())}", err=True)
     click.echo(f"  ledger: {config.storage.ledger}", err=True)
-    click.echo(f"  keys: {'required' if runtime.keys.required else 'not required (no virtual key exists)'}", err=True)
+    runtime.keys.listen_on(listen_host)
+    runtime.keys.load()
+    click.echo(f"  keys: {runtime.keys.why}", err=True)
+    if not runtime.keys.required and not is_loopback(listen_host):
+        warning = f"  WARNING: keys are not checked (auth: none) and {listen_host} is reachable beyond loopback"
+        click.echo(warning, err=True)
     if demo:
         click.echo(
             f"  demo: models served by the simulated upstream at {simulator_url} (no provider is contacted)", err=True

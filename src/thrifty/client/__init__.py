@@ -20,6 +20,7 @@ import httpx2
 
 from thrifty.client.runtime import InProcessRuntime
 from thrifty.client.transport import AsyncThriftyTransport, ThriftyTransport
+from thrifty.gateway.intake import Binding
 
 __all__ = ["Thrifty", "wrap"]
 
@@ -76,13 +77,12 @@ class Thrifty:
         feature: str | None = None,
         tags: tuple[str, ...] = (),
     ) -> C:
-        """A copy of ``client`` whose calls go through thrifty. Attribution given here applies to
-        every call; ``x-thrifty-*`` headers on a call (``extra_headers=``) override it."""
-        defaults = {
-            name: value
-            for name, value in (("x-thrifty-user", user), ("x-thrifty-team", team), ("x-thrifty-feature", feature))
-            if value
-        }
+        """A copy of ``client`` whose calls go through thrifty. Attribution given here is fixed for
+        every call, as a virtual key's is: ``x-thrifty-*`` headers on a call (``extra_headers=``)
+        fill in only what it leaves open, and with a ``team`` a header-named user is an end user
+        within that team (``team:TEAM/NAME``)."""
+        binding = Binding(user=user, team=team, feature=feature) if user or team or feature else None
+        defaults: dict[str, str] = {}
         if tags:
             defaults["x-thrifty-tags"] = ",".join(tags)
         copy = getattr(client, "copy", None)
@@ -90,12 +90,11 @@ class Thrifty:
             raise TypeError(f"thrifty.wrap takes an OpenAI or Anthropic SDK client, not {type(client).__name__}")
         http_client: Any
         if _is_async(client):
-            http_client = httpx2.AsyncClient(
-                transport=AsyncThriftyTransport(self.runtime, httpx2.AsyncHTTPTransport(), defaults), timeout=None
-            )
+            transport = AsyncThriftyTransport(self.runtime, httpx2.AsyncHTTPTransport(), defaults, binding)
+            http_client = httpx2.AsyncClient(transport=transport, timeout=None)
         else:
             http_client = httpx2.Client(
-                transport=ThriftyTransport(self.runtime, httpx2.HTTPTransport(), defaults), timeout=None
+                transport=ThriftyTransport(self.runtime, httpx2.HTTPTransport(), defaults, binding), timeout=None
             )
         # thrifty retries (with the provider's own waits); the SDK retrying too would multiply attempts.
         wrapped: C = copy(http_client=http_client, max_retries=0)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 import httpx2
 
 from thrifty.client.runtime import InProcessRuntime
-from thrifty.gateway.intake import Rejection, build_call, decode_json, new_request_id
+from thrifty.gateway.intake import Binding, Rejection, build_call, decode_json, new_request_id
 from thrifty.pipeline import Call, Result
 from thrifty.pipeline.call import ClientAPI
 from thrifty.pipeline.conversions import error_body
@@ -50,7 +50,11 @@ class _Prepared:
 
 
 def _prepare(
-    runtime: InProcessRuntime, request: httpx2.Request, client: ClientAPI, defaults: Mapping[str, str]
+    runtime: InProcessRuntime,
+    request: httpx2.Request,
+    client: ClientAPI,
+    defaults: Mapping[str, str],
+    binding: Binding | None,
 ) -> tuple[Call, Route] | _Prepared:
     request_id = new_request_id()
     started = time.perf_counter()
@@ -60,7 +64,7 @@ def _prepare(
     scope = {"headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]}
     try:
         body = decode_json(request.content)
-        call = build_call(scope, body, client, None, request_id, started)
+        call = build_call(scope, body, client, binding, request_id, started)
     except Rejection as rejection:
         payload = error_body(client, rejection.status, rejection.message, rejection.kind, rejection.code)
         return _Prepared(rejection.status, payload, [("x-thrifty-request-id", request_id)])
@@ -122,16 +126,21 @@ class _AsyncEvents(httpx2.AsyncByteStream):
 
 class ThriftyTransport(httpx2.BaseTransport):
     def __init__(
-        self, runtime: InProcessRuntime, inner: httpx2.BaseTransport, defaults: Mapping[str, str] | None = None
+        self,
+        runtime: InProcessRuntime,
+        inner: httpx2.BaseTransport,
+        defaults: Mapping[str, str] | None = None,
+        binding: Binding | None = None,
     ) -> None:
         self.runtime, self.inner, self.defaults = runtime, inner, dict(defaults or {})
+        self.binding = binding
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         client = _endpoint(request)
         if client is None:
             return self.inner.handle_request(request)
         request.read()
-        prepared = _prepare(self.runtime, request, client, self.defaults)
+        prepared = _prepare(self.runtime, request, client, self.defaults, self.binding)
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared
@@ -149,16 +158,21 @@ class ThriftyTransport(httpx2.BaseTransport):
 
 class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
     def __init__(
-        self, runtime: InProcessRuntime, inner: httpx2.AsyncBaseTransport, defaults: Mapping[str, str] | None = None
+        self,
+        runtime: InProcessRuntime,
+        inner: httpx2.AsyncBaseTransport,
+        defaults: Mapping[str, str] | None = None,
+        binding: Binding | None = None,
     ) -> None:
         self.runtime, self.inner, self.defaults = runtime, inner, dict(defaults or {})
+        self.binding = binding
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         client = _endpoint(request)
         if client is None:
             return await self.inner.handle_async_request(request)
         await request.aread()
-        prepared = _prepare(self.runtime, request, client, self.defaults)
+        prepared = _prepare(self.runtime, request, client, self.defaults, self.binding)
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared

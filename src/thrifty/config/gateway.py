@@ -181,8 +181,15 @@ class PricesSpec(_Strict):
     default_price: DefaultPrice | None = None
 
 
+AuthMode = Literal["auto", "keys", "none"]
+
+
 class GatewayConfig(_Strict):
     server: ServerSpec = Field(default_factory=ServerSpec)
+    auth: AuthMode = "auto"
+    """``keys``: every request needs a virtual key. ``auto``: the same once any key was ever
+    created (revoked ones count), or whenever the gateway listens beyond loopback; before that, a
+    private gateway on loopback needs none. ``none``: keys are never checked (say so loudly)."""
     storage: StorageSpec = Field(default_factory=StorageSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     providers: dict[str, ProviderSpec]

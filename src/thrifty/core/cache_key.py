@@ -41,13 +41,11 @@ Scope = Literal["team", "key", "user", "shared"]
 
 def namespace_for(scope: Scope, *, team: str | None, key_id: str | None, user: str | None) -> str:
     """The narrowest sensible tenant for ``scope``: a team's entries are its own; without a team,
-    the key's; without either, the anonymous tenant (a gateway with no keys has one tenant)."""
+    the key's; without either, the anonymous tenant (a gateway with no keys has one tenant). A
+    user's entries live inside their tenant: two keys' users of one name never share."""
     if scope == "shared":
         return "shared"
+    tenant = f"team:{team}" if team else f"key:{key_id}" if key_id else None
     if scope == "user" and user:
-        return f"user:{user}"
-    if scope in ("team", "user") and team:
-        return f"team:{team}"
-    if key_id:
-        return f"key:{key_id}"
-    return "anonymous"
+        return f"{tenant}/user:{user}" if tenant else f"user:{user}"
+    return tenant or "anonymous"

@@ -14,7 +14,7 @@ from typing import Any
 
 from thrifty.gateway.auth import presented_secret
 from thrifty.gateway.embeddings import handle_embeddings
-from thrifty.gateway.intake import Rejection, attribution, build_call, decode_json, new_request_id
+from thrifty.gateway.intake import Binding, Rejection, attribution, build_call, decode_json, new_request_id
 from thrifty.gateway.runtime import Runtime
 from thrifty.pipeline.call import ClientAPI, Result
 from thrifty.pipeline.conversions import error_body
@@ -79,38 +79,26 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        method: str = scope["method"]
         request_id = new_request_id()
         started = time.perf_counter()
         client: ClientAPI = "anthropic" if path.startswith("/v1/messages") else "openai"
         try:
-            if path in ("/v1/chat/completions", "/v1/messages"):
-                if method != "POST":
-                    raise Rejection(405, f"{path} takes POST")
-                await self._chat(scope, receive, send, client, request_id, started)
-            elif path == "/v1/embeddings":
-                if method != "POST":
-                    raise Rejection(405, f"{path} takes POST")
-                body, _ = await self._read_json(scope, receive)
-                key = await self._authenticate(scope)
-                who = attribution(scope, body, "openai", key)
-                status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who)
-                await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
-            elif path == "/v1/models" and method == "GET":
-                await json_response(send, 200, self._models(), [_id_header(request_id)])
-            elif path == "/healthz":
-                await json_response(send, 200, {"status": "ok"}, [_id_header(request_id)])
+            if path in ("/healthz", "/health"):
+                keys = self.runtime.keys
+                health = {"status": "ok", "keys": {"required": keys.required, "why": keys.why}}
+                await json_response(send, 200, health, [_id_header(request_id)])
             elif path == "/readyz":
                 ready, why = self._readiness()
                 await json_response(
                     send, 200 if ready else 503, {"ready": ready, "checks": why}, [_id_header(request_id)]
                 )
-            elif path.startswith("/admin/budgets"):
+            elif path.startswith("/admin/budgets"):  # its own token, checked before the body is read
                 from thrifty.gateway.admin import handle_admin
 
                 await handle_admin(self.runtime, scope, receive, send, request_id)
-            else:
-                raise Rejection(404, f"no route {method} {path}", kind="not_found_error", code="not_found")
+            else:  # the key first: nothing of a request is read or answered before it is checked
+                binding = await self._authenticate(scope)
+                await self._route(scope, receive, send, client, request_id, started, binding)
         except Rejection as rejection:
             await _reject(send, client, request_id, rejection)
         except ClientGone:
@@ -119,6 +107,34 @@ class Gateway:
             log.exception("request %s failed", request_id)
             with contextlib.suppress(Exception):
                 await _reject(send, client, request_id, Rejection(500, "internal error in the gateway", "api_error"))
+
+    async def _route(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: ClientAPI,
+        request_id: str,
+        started: float,
+        binding: Binding | None,
+    ) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path in ("/v1/chat/completions", "/v1/messages"):
+            if method != "POST":
+                raise Rejection(405, f"{path} takes POST")
+            await self._chat(scope, receive, send, client, request_id, started, binding)
+        elif path == "/v1/embeddings":
+            if method != "POST":
+                raise Rejection(405, f"{path} takes POST")
+            body, _ = await self._read_json(scope, receive)
+            who = attribution(scope, body, "openai", binding)
+            status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who)
+            await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
+        elif path == "/v1/models" and method == "GET":
+            await json_response(send, 200, self._models(), [_id_header(request_id)])
+        else:
+            raise Rejection(404, f"no route {method} {path}", kind="not_found_error", code="not_found")
 
     async def _read_json(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
         content_type = header(scope, b"content-type")
@@ -130,23 +146,29 @@ class Gateway:
             raise Rejection(413, str(error), kind="request_too_large") from None
         return decode_json(raw), len(raw)
 
-    async def _authenticate(self, scope: Scope) -> Any:
+    async def _authenticate(self, scope: Scope) -> Binding | None:
         keys = self.runtime.keys
         if not keys.required:
-            return None  # no key exists: nothing to check (a presented secret cannot be valid)
+            return None  # a private gateway (or auth: none): the headers attribute calls
         secret = presented_secret(scope)
         info = await keys.check(secret)
         if info is None:
             message = "a valid thrifty key is required" if secret is None else "invalid or revoked thrifty key"
             raise Rejection(401, message, kind="authentication_error", code="invalid_api_key")
-        return info
+        return Binding.of_key(info)
 
     async def _chat(
-        self, scope: Scope, receive: Receive, send: Send, client: ClientAPI, request_id: str, started: float
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: ClientAPI,
+        request_id: str,
+        started: float,
+        binding: Binding | None,
     ) -> None:
         body, size = await self._read_json(scope, receive)
-        key = await self._authenticate(scope)
-        call = build_call(scope, body, client, key, request_id, started, size)
+        call = build_call(scope, body, client, binding, request_id, started, size)
         if self.runtime.routes.get(call.model) is None:
             known = ", ".join(self.runtime.routes.names())
             raise Rejection(

@@ -4,14 +4,16 @@ background (new keys and revocations take effect within ``refresh_seconds``) and
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections import OrderedDict
 
+from thrifty.config.gateway import AuthMode
 from thrifty.stores.keys import KeyInfo, KeyStore, hash_secret
 from thrifty.web.asgi import Scope, header
 
-__all__ = ["KeyCache", "presented_secret"]
+__all__ = ["KeyCache", "is_loopback", "presented_secret"]
 
 log = logging.getLogger("thrifty.auth")
 
@@ -32,22 +34,73 @@ def presented_secret(scope: Scope) -> str | None:
     return None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere: assume it is reachable
+
+
 class KeyCache:
-    def __init__(self, store: KeyStore, refresh_seconds: float = 5.0, miss_seconds: float = 2.0) -> None:
+    """Whether keys are required is decided by the config and by whether a key was *ever* created,
+    never by how many are active: revoking the last active key leaves a gateway that refuses every
+    request, not an open one. Once required, a running gateway stays so (``auth: none`` aside)."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        refresh_seconds: float = 5.0,
+        miss_seconds: float = 2.0,
+        *,
+        mode: AuthMode = "auto",
+        loopback: bool = True,
+    ) -> None:
         self._store = store
         self._refresh = refresh_seconds
         self._miss_seconds = miss_seconds
+        self._mode: AuthMode = mode
+        self._loopback = loopback
+        self._required = mode == "keys" or (mode == "auto" and not loopback)
+        self._ever_created = False
         self._keys: dict[str, KeyInfo] = {}
         self._misses: OrderedDict[str, float] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
 
+    def listen_on(self, host: str) -> None:
+        """The address the server binds (the command line may override the config's)."""
+        self._loopback = is_loopback(host)
+        if self._mode == "auto" and not self._loopback:
+            self._required = True
+
     @property
     def required(self) -> bool:
-        """Keys are required as soon as one exists."""
-        return bool(self._keys)
+        return self._required and self._mode != "none"
+
+    @property
+    def why(self) -> str:
+        """The mode and its reason, for the banner and ``/healthz``."""
+        if self._mode == "none":
+            where = "" if self._loopback else "; this gateway listens beyond loopback: anyone who reaches it can spend"
+            return f"not required (auth: none){where}"
+        if self._mode == "keys":
+            return "required (auth: keys)"
+        if self._ever_created:
+            return "required (virtual keys were created; revoked keys stay refused)"
+        if self._required:
+            return "required (listening beyond loopback; create a key with `thrifty keys create`)"
+        return "not required (no virtual key was ever created; a private gateway on loopback)"
 
     def load(self) -> None:
-        self._keys = self._store.active_by_hash()
+        self._observe(self._store.active_by_hash(), self._ever_created or self._store.any_created())
+
+    def _observe(self, keys: dict[str, KeyInfo], ever_created: bool) -> None:
+        self._keys = keys
+        if ever_created or keys:
+            self._ever_created = True
+            self._required = True
 
     def start(self) -> None:
         self.load()
@@ -63,7 +116,7 @@ class KeyCache:
         while True:
             await asyncio.sleep(self._refresh)
             try:
-                self._keys = await asyncio.to_thread(self._store.active_by_hash)
+                await asyncio.to_thread(self.load)
             except Exception as error:  # keep the last good set; say why
                 log.warning("keys: refresh failed, keeping the last known keys: %s", error)
 

@@ -18,7 +18,7 @@ from thrifty.pipeline.call import Attribution, Call, ClientAPI
 from thrifty.stores.keys import KeyInfo
 from thrifty.web.asgi import Scope
 
-__all__ = ["Rejection", "build_call", "decode_json", "new_request_id"]
+__all__ = ["Binding", "Rejection", "build_call", "decode_json", "new_request_id"]
 
 _MAX_LABEL = 256
 _LABEL = re.compile(r"^[\x20-\x7e]+$")
@@ -33,6 +33,29 @@ class Rejection(Exception):
     message: str
     kind: str = "invalid_request_error"
     code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """What authenticated a request, and the attribution it fixes: a virtual key's (the gateway) or
+    a wrapped client's (in process). Headers and the body may only fill in what it leaves open."""
+
+    key_id: str | None = None
+    user: str | None = None
+    team: str | None = None
+    feature: str | None = None
+
+    @classmethod
+    def of_key(cls, key: KeyInfo) -> Binding:
+        return cls(key_id=key.id, user=key.user, team=key.team, feature=key.feature)
+
+    @property
+    def tenant(self) -> str | None:
+        """The security boundary: the key's team, else the key itself (a key without a team is its
+        own tenant). None for an in-process client wrapped without a team: the app is one tenant."""
+        if self.team:
+            return f"team:{self.team}"
+        return f"key:{self.key_id}" if self.key_id else None
 
 
 def new_request_id() -> str:
@@ -102,9 +125,8 @@ def _tags(headers: dict[bytes, bytes]) -> tuple[str, ...]:
     return tags
 
 
-def attribution(scope: Scope, body: dict[str, Any], client: ClientAPI, key: KeyInfo | None) -> Attribution:
-    """A key's own attribution wins (it is what the key was issued for); headers fill in what the
-    key leaves open; last, the API's own user field (OpenAI ``user``, Anthropic ``metadata.user_id``)."""
+def attribution(scope: Scope, body: dict[str, Any], client: ClientAPI, binding: Binding | None) -> Attribution:
+    """Who a call is for: see ``_attribution``."""
     headers = _thrifty_headers(scope)
     if headers:
         user, team, feature = (_label(headers, name) for name in _ATTRIBUTION_HEADERS)
@@ -112,31 +134,51 @@ def attribution(scope: Scope, body: dict[str, Any], client: ClientAPI, key: KeyI
     else:
         user = team = feature = None
         tags = ()
-    return _attribution(body, client, key, user, team, feature, tags)
+    return _attribution(body, client, binding, user, team, feature, tags)
+
+
+def _body_user(body: dict[str, Any], client: ClientAPI) -> str | None:
+    """The API's own end-user field: OpenAI ``user``, Anthropic ``metadata.user_id``."""
+    if client == "openai":
+        named = body.get("user")
+    else:
+        metadata = body.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise Rejection(400, "metadata: expected an object")
+        named = (metadata or {}).get("user_id")
+    if isinstance(named, str) and named.strip():
+        return named.strip()[:_MAX_LABEL]
+    return None
 
 
 def _attribution(
     body: dict[str, Any],
     client: ClientAPI,
-    key: KeyInfo | None,
+    binding: Binding | None,
     user: str | None,
     team: str | None,
     feature: str | None,
     tags: tuple[str, ...],
 ) -> Attribution:
+    """Without a binding (a private gateway, a client wrapped without attribution) the headers
+    decide, then the body's user field. With one, what it fixes wins and a header never moves a call
+    into another tenant: the team header is ignored, and a user named by a header or the body is an
+    end user *inside* the tenant (``team:green/alice``, never the ``alice`` a key of team red is
+    bound to), so every budget, limit, plan and cache keyed by user stays within the tenant."""
     if user is None:
-        body_user = body.get("user") if client == "openai" else (body.get("metadata") or {}).get("user_id")
-        if isinstance(body_user, str) and body_user.strip():
-            user = body_user.strip()[:_MAX_LABEL]
-    if key is not None:
-        user = key.user or user
-        team = key.team or team
-        feature = key.feature or feature
+        user = _body_user(body, client)
+    if binding is None:
+        return Attribution(user=user, team=team, feature=feature, tags=tags)
+    tenant = binding.tenant
+    if binding.user:
+        user = binding.user
+    elif user is not None and tenant is not None:
+        user = f"{tenant}/{user}"
     return Attribution(
         user=user,
-        team=team,
-        feature=feature,
-        key_id=key.id if key is not None else None,
+        team=binding.team if tenant is not None else team,
+        feature=binding.feature or feature,
+        key_id=binding.key_id,
         tags=tags,
     )
 
@@ -165,7 +207,7 @@ def build_call(
     scope: Scope,
     body: dict[str, Any],
     client: ClientAPI,
-    key: KeyInfo | None,
+    binding: Binding | None,
     request_id: str,
     started: float,
     body_size: int = 0,
@@ -182,10 +224,10 @@ def build_call(
         include_usage = bool(options and options.get("include_usage"))
     if any(name[:10] == b"x-thrifty-" for name, _ in scope["headers"]):
         directive, version = cache_headers(scope)
-        urgent, hints, who = _urgent(scope), _hints(scope), attribution(scope, body, client, key)
+        urgent, hints, who = _urgent(scope), _hints(scope), attribution(scope, body, client, binding)
     else:  # the usual case: no directive to read, so one pass over the headers is enough
         directive = version = None
-        urgent, hints, who = False, {}, _attribution(body, client, key, None, None, None, ())
+        urgent, hints, who = False, {}, _attribution(body, client, binding, None, None, None, ())
     return Call(
         request_id=request_id,
         cache_directive=directive,

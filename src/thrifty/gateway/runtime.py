@@ -18,7 +18,7 @@ from thrifty.config.prices import price_book_from_document
 from thrifty.core.pricing import Catalogue, PriceBook
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.tokens.encodings import Encodings
-from thrifty.gateway.auth import KeyCache
+from thrifty.gateway.auth import KeyCache, is_loopback
 from thrifty.pipeline import Pipeline
 from thrifty.pipeline.cache import ExactCacheStep
 from thrifty.pipeline.call import Step
@@ -131,7 +131,7 @@ class Runtime:
             counter=counter,
             ledger=ledger,
             writer=writer,
-            keys=KeyCache(open_keys(config.storage.ledger)),
+            keys=KeyCache(open_keys(config.storage.ledger), mode=config.auth, loopback=is_loopback(config.server.host)),
             limits=Limits.build(
                 store_url=budget_store_url(config.budgets, config.storage.redis, config.storage.ledger),
                 budgets=config.budgets,

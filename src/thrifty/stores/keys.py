@@ -56,6 +56,10 @@ class KeyStore(Protocol):
 
     def find(self, secret_hash: str) -> KeyInfo | None: ...
 
+    def any_created(self) -> bool:
+        """Whether a key was ever created here, revoked or not (what makes keys required)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -123,6 +127,9 @@ class _SQLKeys:
             f"SELECT {_COLUMNS} FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL", (secret_hash,)
         )
         return _info(rows[0]) if rows else None
+
+    def any_created(self) -> bool:
+        return bool(self._execute("SELECT 1 FROM api_keys LIMIT 1"))
 
     def _time(self, at: datetime) -> Any:
         return at
