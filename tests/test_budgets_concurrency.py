@@ -123,7 +123,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> I
                 "storage": {"ledger": ledger_url, "journal_dir": str(home / f"journal{n}"), "redis": redis_url},
                 "retry": {"attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "attempt_timeout_s": 30},
                 "providers": {"openai": {"kind": "openai", "base_url": f"{simulator}/v1"}},
-                "models": [{"name": "gpt-4o-mini", "provider": "openai"}, {"name": "gpt-4o", "provider": "openai"}],
+                "models": [
+                    {"name": "gpt-4o-mini", "provider": "openai"},
+                    {"name": "gpt-4o", "provider": "openai"},
+                    {"name": "text-embedding-3-small", "provider": "openai"},
+                ],
                 "cache": {"exact": {"enabled": False}},
                 "budgets": {
                     "key_prefix": prefix,
@@ -132,6 +136,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> I
                     "limits": [
                         {"scope": "feature", "value": "budgeted", "usd": str(BUDGET_USD), "window": "day"},
                         {"scope": "feature", "value": "killtest", "tokens": 700, "window": "day"},
+                        {"scope": "feature", "value": "mixed", "usd": str(BUDGET_USD), "window": "day"},
                     ],
                 },
                 "rate_limits": {
@@ -261,6 +266,57 @@ def test_four_processes_share_one_usd_budget_under_500_concurrent_calls(cluster:
         time.sleep(0.1)
     _check_budget_invariants(results, rows, Decimal(status["spent"]), status["reserved"])
     assert Decimal(status["spent"]) > BUDGET_USD / 2  # and the budget was really used
+
+
+async def _fire_mixed(urls: list[str], count: int, headers: dict[str, str]) -> list[tuple[int, Any]]:
+    """Chat calls with n up to 8, streams and embeddings at once, spread over the gateways."""
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(n: int) -> tuple[int, Any]:
+            url = urls[n % len(urls)]
+            kind = n % 3
+            if kind == 2:
+                embed = {"model": "text-embedding-3-small", "input": [PROMPTS[n] * 40, PROMPTS[n + 1]]}
+                async with session.post(f"{url}/v1/embeddings", json=embed, headers=headers) as response:
+                    return response.status, await response.json(content_type=None)
+            body: dict[str, Any] = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": PROMPTS[n % len(PROMPTS)]}],
+                "max_tokens": MAX_TOKENS,
+            }
+            if kind == 0:
+                body["n"] = 1 + n % 8
+            else:
+                body.update(stream=True, stream_options={"include_usage": True})
+            async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as response:
+                if response.status == 200 and body.get("stream"):
+                    await response.read()
+                    return 200, {}
+                return response.status, await response.json(content_type=None)
+
+        return await asyncio.gather(*(one(n) for n in range(count)))
+
+
+def test_n_choices_streams_and_embeddings_share_one_budget_across_four_processes(cluster: Cluster) -> None:
+    results = asyncio.run(_fire_mixed(cluster.urls, 300, {"x-thrifty-feature": "mixed"}))
+    refused = [body for status, body in results if status != 200]
+    assert refused and all(body["error"]["type"] == "budget_exceeded" for body in refused), refused[:3]
+    budget = _budget("feature", "mixed", unit="usd", limit=str(BUDGET_USD))
+    rows = _ledger_rows(cluster.ledger_url, 300, lambda r: r.feature == "mixed" and r.status != "budget_alert")
+    assert len(rows) == 300, cluster.logs()
+    deadline = time.monotonic() + 10
+    while True:
+        (status,) = _status(cluster.redis_url, cluster.prefix, [budget])
+        if status["reserved"] == "0" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    spent = Decimal(status["spent"])
+    assert spent <= BUDGET_USD  # reservations cover every choice and every endpoint: never over
+    assert spent == sum((r.cost.total for r in rows if r.cost is not None), Decimal(0))
+    kinds = {r.details.get("endpoint", "chat") for r in rows if r.status == "ok"}
+    assert kinds == {"chat", "embeddings"}
 
 
 def _admitted_weights(rows: list[LedgerRecord]) -> list[tuple[float, int]]:

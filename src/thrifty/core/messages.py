@@ -128,6 +128,13 @@ class ChatRequest:
     """Every other field of the wire request, untouched."""
 
     @property
+    def choices(self) -> int:
+        """How many completions the call asks for (OpenAI's ``n``): every bound on its output --
+        budget reservations, token rate limits, cost estimates -- is per choice times this."""
+        n = self.extra.get("n") if self.wire_format == "openai" else None
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+    @property
     def system_messages(self) -> tuple[Message, ...]:
         return tuple(m for m in self.messages if m.role in ("system", "developer"))
 

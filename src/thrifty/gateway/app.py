@@ -127,9 +127,9 @@ class Gateway:
         elif path == "/v1/embeddings":
             if method != "POST":
                 raise Rejection(405, f"{path} takes POST")
-            body, _ = await self._read_json(scope, receive)
+            body, size = await self._read_json(scope, receive)
             who = attribution(scope, body, "openai", binding)
-            status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who)
+            status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who, size)
             await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
         elif path == "/v1/models" and method == "GET":
             await json_response(send, 200, self._models(), [_id_header(request_id)])

@@ -1,4 +1,6 @@
-"""``POST /v1/embeddings``: forwarded to an OpenAI-format provider, priced and recorded."""
+"""``POST /v1/embeddings``: forwarded to an OpenAI-format provider, priced and recorded, and held
+to the same budgets, plans and rate limits as chat: the input's tokens are counted exactly and
+reserved before the provider is asked (embeddings bill input only), then settled to the cost."""
 
 from __future__ import annotations
 
@@ -12,18 +14,40 @@ import aiohttp
 import orjson
 
 from thrifty.core.ledger import LedgerRecord
+from thrifty.core.messages import ChatRequest
 from thrifty.core.pricing import Cost, UnknownModelError, format_usd
 from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
+from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage, UsageError
 from thrifty.gateway.intake import Rejection
 from thrifty.gateway.runtime import Runtime
-from thrifty.pipeline.call import Attribution
+from thrifty.pipeline import Pipeline
+from thrifty.pipeline.call import Attribution, Call, Result
+from thrifty.pipeline.dispatch import Route
 
 __all__ = ["handle_embeddings"]
 
 
+_LARGE_INPUT = 256 * 1024
+"""Inputs above this many bytes are counted on a worker thread, so the event loop goes on serving."""
+
+
+def input_tokens(value: Any, counter: TokenCounter, model: str) -> int:
+    """The tokens of an embeddings ``input``: a string, strings, a token array or token arrays."""
+    if isinstance(value, str):
+        return counter.text_tokens(value, model)
+    if isinstance(value, list) and value:
+        if all(isinstance(v, str) for v in value):
+            return sum(counter.text_tokens(v, model) for v in value)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return len(value)
+        if all(isinstance(v, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in v) for v in value):
+            return sum(len(v) for v in value)
+    raise Rejection(400, "input: expected a non-empty string, array of strings, token array or array of token arrays")
+
+
 async def handle_embeddings(
-    runtime: Runtime, body: dict[str, Any], request_id: str, started: float, who: Attribution
+    runtime: Runtime, body: dict[str, Any], request_id: str, started: float, who: Attribution, size: int = 0
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -35,6 +59,82 @@ async def handle_embeddings(
         raise Rejection(404, f"unknown model {model!r}", "not_found_error", "model_not_found")
     if route.upstream.wire != "openai":
         raise Rejection(400, f"{model} is served by an Anthropic-format provider, which has no embeddings endpoint")
+    if size > _LARGE_INPUT:
+        tokens = await asyncio.to_thread(input_tokens, body["input"], runtime.counter, route.priced_as)
+    else:
+        tokens = input_tokens(body["input"], runtime.counter, route.priced_as)
+    call = Call(
+        request_id=request_id,
+        client_api="openai",
+        body=body,
+        request=ChatRequest(model=model, messages=(), max_tokens=0),  # no output to bound
+        model=model,
+        stream=False,
+        attribution=who,
+        ts=datetime.now(UTC),
+        started=started,
+        body_size=size,
+        details={"endpoint": "embeddings", "upstream_model": route.upstream_model},
+    )
+    for each in runtime.routes.chain(model):  # what the budget estimate reads, for every route
+        call.input_tokens[each.priced_as] = tokens
+
+    async def forward(call: Call) -> Result:
+        status, raw = await _forward(runtime, route, body)
+        return Result(status=status, body=raw, billed=status == 200)
+
+    limits = runtime.limits
+    run = Pipeline(limits.steps(runtime.routes.chain), forward).run if limits is not None else forward
+    result = await run(call)
+    status, raw = result.status, result.body or b""
+    usage = Usage()
+    cost: Cost | None = Cost()  # a refused request is not billed: a known zero
+    headers: list[tuple[bytes, bytes]] = [
+        (b"x-thrifty-model", route.name.encode()),
+        (b"x-thrifty-cache", b"miss"),
+        *result.headers,  # a refusal's Retry-After
+    ]
+    if status == 200:
+        try:
+            reported = orjson.loads(raw).get("usage") or {}
+            usage = Usage(input_tokens=int(reported.get("prompt_tokens") or reported.get("total_tokens") or 0))
+        except (orjson.JSONDecodeError, AttributeError, UsageError, ValueError, TypeError):
+            usage = Usage()
+        ts = datetime.now(UTC)
+        try:
+            cost = runtime.prices.price(usage, route.priced_as, provider=route.upstream.provider_id, at=ts).cost
+            headers.append((b"x-thrifty-cost-usd", format_usd(cost.total).encode()))
+        except UnknownModelError:
+            cost = None
+    for listener in call.cost_listeners:  # budgets settle to the cost (or release a refusal's hold)
+        listener(cost, usage)
+    runtime.writer.submit(
+        LedgerRecord(
+            requested_model=model,
+            served_model=route.name,
+            ts=datetime.now(UTC),
+            request_id=request_id,
+            user=who.user,
+            team=who.team,
+            feature=who.feature,
+            key_id=who.key_id,
+            tags=who.tags,
+            provider=route.upstream.name,
+            usage=usage,
+            cost=cost,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            status="ok" if status == 200 else "error",
+            http_status=status,
+            cache_status="miss",
+            error=result.error,
+            details=call.details,
+        )
+    )
+    return status, raw, headers
+
+
+async def _forward(runtime: Runtime, route: Route, body: dict[str, Any]) -> tuple[int, bytes]:
+    """The provider's answer, retried as the retry policy says."""
     session = runtime.session
     assert session is not None
     payload = orjson.dumps({**body, "model": route.upstream_model})
@@ -61,40 +161,4 @@ async def handle_embeddings(
             if wait is not None
             else backoff_delay(attempt, retry.backoff_base_s, retry.backoff_max_s, random.random)
         )
-    usage = Usage()
-    cost: Cost | None = Cost()  # a refused request is not billed: a known zero
-    headers: list[tuple[bytes, bytes]] = [(b"x-thrifty-model", route.name.encode()), (b"x-thrifty-cache", b"miss")]
-    if status == 200:
-        try:
-            reported = orjson.loads(raw).get("usage") or {}
-            usage = Usage(input_tokens=int(reported.get("prompt_tokens") or reported.get("total_tokens") or 0))
-        except (orjson.JSONDecodeError, AttributeError, UsageError, ValueError, TypeError):
-            usage = Usage()
-        ts = datetime.now(UTC)
-        try:
-            cost = runtime.prices.price(usage, route.priced_as, provider=route.upstream.provider_id, at=ts).cost
-            headers.append((b"x-thrifty-cost-usd", format_usd(cost.total).encode()))
-        except UnknownModelError:
-            cost = None
-    runtime.writer.submit(
-        LedgerRecord(
-            requested_model=model,
-            served_model=route.name,
-            ts=datetime.now(UTC),
-            request_id=request_id,
-            user=who.user,
-            team=who.team,
-            feature=who.feature,
-            key_id=who.key_id,
-            tags=who.tags,
-            provider=route.upstream.name,
-            usage=usage,
-            cost=cost,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            status="ok" if status == 200 else "error",
-            http_status=status,
-            cache_status="miss",
-            details={"endpoint": "embeddings", "upstream_model": route.upstream_model},
-        )
-    )
-    return status, raw, headers
+    return status, raw

@@ -43,17 +43,19 @@ def count_input(call: Call, counter: TokenCounter, model: str) -> int:
 def estimate(
     call: Call, routes: Sequence[Route], counter: TokenCounter, prices: PriceBook | None, default_max_output: int
 ) -> Estimate:
-    """The worst case over the routes the call may take (its model and the fallbacks)."""
+    """The worst case over the routes the call may take (its model and the fallbacks). The input is
+    billed once; the output bound is per choice, times the choices asked for (``n``)."""
+    choices = call.request.choices
     if not routes:
         tokens = count_input(call, counter, call.model)
-        out = max_output_tokens(call.request.max_tokens, None, None, tokens, default_max_output)
+        out = max_output_tokens(call.request.max_tokens, None, None, tokens, default_max_output) * choices
         usd = _max_usd(prices, call, call.model, None, tokens, out, cache_writes=call.client_api == "anthropic")
         return Estimate(tokens, out, usd)
     worst_tokens, worst_out, worst_usd = 0, 0, Decimal(0)
     unknown = False
     for route in routes:
         tokens = count_input(call, counter, route.priced_as)
-        out = max_output_tokens(
+        out = choices * max_output_tokens(
             call.request.max_tokens, route.max_output_tokens, route.context_window, tokens, default_max_output
         )
         if prices is not None:
