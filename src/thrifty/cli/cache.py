@@ -17,7 +17,10 @@ def cache() -> None:
 
 
 @cache.command("clear")
-@click.option("--namespace", help="Only this namespace (team:NAME, key:ID, team:NAME/user:U, key:ID/user:U, user:NAME, shared, anonymous).")
+@click.option(
+    "--namespace",
+    help="Only this namespace (team:NAME, key:ID, team:NAME/user:U, key:ID/user:U, user:NAME, shared, anonymous).",
+)
 @click.option(
     "--config",
     "config_path",
