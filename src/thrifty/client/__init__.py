@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
+from pydantic import ValidationError
 
 from thrifty.client.runtime import InProcessRuntime
 from thrifty.client.transport import AsyncThriftyTransport, ThriftyTransport
+from thrifty.config.files import describe_validation_error
+from thrifty.config.gateway import RetrySpec
 from thrifty.gateway.intake import Binding
 
 __all__ = ["Thrifty", "wrap"]
@@ -40,6 +43,8 @@ class Thrifty:
         optimise: str | Path | dict[str, Any] | None = None,
         checks: Sequence[Callable[[Any], str | None]] = (),
         cache: str | Path | dict[str, Any] | None = None,
+        retry: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> None:
         """``limits``: budgets, plans and rate limits (a YAML file, or a mapping, with the gateway
         config's ``budgets:``, ``plans:`` and ``rate_limits:`` sections; env: THRIFTY_LIMITS).
@@ -48,7 +53,10 @@ class Thrifty:
         ``checks``: your own escalation checks, each taking a ``thrifty.core.routing.Answer`` and
         returning why it fails (or None). ``cache``: the exact and semantic response caches (a
         mapping like the gateway config's ``cache:`` section, or a YAML file holding one; default:
-        the exact cache on, the semantic cache off)."""
+        the exact cache on, the semantic cache off). ``retry``: the gateway config's ``retry:``
+        section (``attempts``, ``attempt_timeout_s``, backoff...), with the gateway's defaults;
+        ``timeout``: each attempt's limit in seconds (``retry.attempt_timeout_s``). An SDK client's
+        own ``timeout=`` (or a call's) wins over both for its calls."""
         from thrifty.config.budgets import load_limits_config
         from thrifty.config.cache import load_cache_spec
         from thrifty.config.prices import load_price_book
@@ -60,6 +68,7 @@ class Thrifty:
         limits_source = limits if limits is not None else os.environ.get("THRIFTY_LIMITS")
         self.runtime = InProcessRuntime(
             ledger_url=url,
+            retry=_retry_spec(retry, timeout),
             journal_dir=journal,
             prices=load_price_book(prices or os.environ.get("THRIFTY_PRICES")),
             limits=load_limits_config(limits_source) if limits_source else None,
@@ -108,6 +117,16 @@ class Thrifty:
 def wrap(client: C, **attribution: Any) -> C:
     """Wrap one client with a runtime of its own (``Thrifty().wrap(client, ...)``)."""
     return Thrifty().wrap(client, **attribution)
+
+
+def _retry_spec(retry: dict[str, Any] | None, timeout: float | None) -> RetrySpec:
+    document = dict(retry or {})
+    if timeout is not None:
+        document["attempt_timeout_s"] = timeout
+    try:
+        return RetrySpec.model_validate(document)
+    except ValidationError as error:
+        raise ValueError(describe_validation_error(error, "Thrifty(retry=..., timeout=...)")) from None
 
 
 def _is_async(client: object) -> bool:

@@ -2,16 +2,24 @@
 
 It runs on an event loop of its own, in a background thread, so that sync and async SDK clients,
 and async clients used from several event loops, all share one HTTP pool and one ledger writer.
+The pipeline is built once, by the same function as the gateway's; each call's route (the URL the
+SDK was pointed at, its headers) travels in a context variable, so one pipeline serves them all.
+
+After ``os.fork()`` the child has neither the loop's thread nor a usable HTTP pool, ledger writer
+or store connection: the first call in a child builds all of them anew (the parent's are left to
+the parent). A call after ``close()`` raises ``ThriftyClosed`` instead of waiting forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,16 +27,16 @@ import aiohttp
 
 from thrifty.config.budgets import LimitsConfig, budget_store_url
 from thrifty.config.cache import CacheSpec
+from thrifty.config.gateway import RetrySpec
 from thrifty.config.routing import OptimisationSpec
 from thrifty.core.pricing import PriceBook
 from thrifty.core.routing.checks import AnswerCheck
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.pipeline import Call, Pipeline, Result, Step
-from thrifty.pipeline.cache import ExactCacheStep
-from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
+from thrifty.pipeline import Call, Pipeline, Result
+from thrifty.pipeline.build import Services, build_steps, retry_policy
+from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
-from thrifty.pipeline.record import RecordStep
 from thrifty.providers.upstream import new_session
 from thrifty.stores.cache import LocalCache
 from thrifty.stores.ledger import LedgerWriter, open_ledger
@@ -36,13 +44,24 @@ from thrifty.stores.ledger import LedgerWriter, open_ledger
 if TYPE_CHECKING:
     from thrifty.semantic.service import SemanticService
 
-__all__ = ["InProcessRuntime"]
+__all__ = ["CallRoute", "InProcessRuntime", "ThriftyClosed"]
 
 T = TypeVar("T")
 
-_DEFAULT_POLICY = RetryPolicy(
-    attempts=3, attempt_timeout=600.0, connect_timeout=10.0, backoff_base=0.25, backoff_max=8.0, retry_after_max=30.0
-)
+_MAX_DISPATCHERS = 16
+"""Dispatchers kept per distinct attempt timeout (SDK clients' ``timeout=``); more are made per call."""
+
+
+class ThriftyClosed(RuntimeError):
+    """A call on a ``Thrifty`` after ``close()``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRoute:
+    """Where one in-process call goes: the SDK's own endpoint, and the caller's timeout, if any."""
+
+    route: Route
+    attempt_timeout_s: float | None = None
 
 
 class InProcessRuntime:
@@ -52,22 +71,51 @@ class InProcessRuntime:
         ledger_url: str,
         journal_dir: Path,
         prices: PriceBook,
-        policy: RetryPolicy = _DEFAULT_POLICY,
+        retry: RetrySpec | None = None,
         limits: LimitsConfig | None = None,
         optimise: OptimisationSpec | None = None,
         checks: Sequence[AnswerCheck] = (),
         cache: CacheSpec | None = None,
     ) -> None:
+        self._arguments: dict[str, Any] = {
+            "ledger_url": ledger_url,
+            "journal_dir": journal_dir,
+            "prices": prices,
+            "retry": retry,
+            "limits": limits,
+            "optimise": optimise,
+            "checks": checks,
+            "cache": cache,
+        }
+        self._guard = threading.Lock()
+        self._closed = False
+        self._inherited: dict[str, Any] = {}
+        self._open(**self._arguments)
+        atexit.register(self.close)
+
+    def _open(
+        self,
+        *,
+        ledger_url: str,
+        journal_dir: Path,
+        prices: PriceBook,
+        retry: RetrySpec | None,
+        limits: LimitsConfig | None,
+        optimise: OptimisationSpec | None,
+        checks: Sequence[AnswerCheck],
+        cache: CacheSpec | None,
+    ) -> None:
+        self._pid = os.getpid()
         self.prices = prices
         self.counter = TokenCounter()
         self.ledger = open_ledger(ledger_url)
         self.writer = LedgerWriter(self.ledger, journal_dir=journal_dir)
         self.writer.start()
-        self.policy = policy
-        self._record = RecordStep(prices, self.writer, self.counter)
-        # Compression, output caps and routing, as in the gateway (built once).
+        self.retry = retry if retry is not None else RetrySpec()  # the gateway's defaults
+        self._dispatchers: dict[float | None, Dispatcher] = {}
+        self._route: ContextVar[CallRoute] = ContextVar("thrifty_call_route")
+        # Compression, output caps and routing, as in the gateway.
         optimisation = Optimisation.in_process(optimise, prices, self.counter, checks=checks) if optimise else None
-        self._optimised = optimisation.steps(self._record.record) if optimisation is not None else []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="thrifty-client-loop", daemon=True)
         self._thread.start()
@@ -89,56 +137,84 @@ class InProcessRuntime:
         self.cache = cache if cache is not None else CacheSpec()
         self.response_cache: LocalCache | None = None
         self.semantic: SemanticService | None = None
-        self._cache_steps: list[Step] = []
         if self.cache.exact.enabled or self.cache.semantic.enabled:
             cache_path = _cache_path(ledger_url, journal_dir)
             self.response_cache = LocalCache(cache_path, self.cache.exact.memory_entries)
-            if self.cache.exact.enabled:
-                self._cache_steps.append(ExactCacheStep(self.response_cache, self.cache.exact, prices))
             if self.cache.semantic.enabled:
-                from thrifty.pipeline.semantic import SemanticCacheStep  # numpy, onnxruntime: only when on
-                from thrifty.semantic.service import SemanticService
+                from thrifty.semantic.service import SemanticService  # numpy, onnxruntime: only when on
 
                 self.semantic = SemanticService.open(self.cache, self.response_cache, cache_path)
                 self.submit(self.semantic.start()).result()  # loads the embedding model now
-                step = SemanticCacheStep(
-                    self.semantic, self.cache, prices, record=self._record.record, counter=self.counter
-                )
-                self._cache_steps.append(step)
-        self._closed = False
-        atexit.register(self.close)
+        services = Services(
+            prices=prices,
+            writer=self.writer,
+            counter=self.counter,
+            cache=self.cache,
+            response_cache=self.response_cache,
+            semantic=self.semantic,
+            optimisation=optimisation,
+            limits=self.limits,
+        )
+        self.pipeline = Pipeline(build_steps(services, self._routes_of), self._dispatch)
 
     @staticmethod
     async def _new_session() -> aiohttp.ClientSession:
         return new_session()
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
-        """Run a coroutine on the runtime's loop, from any thread."""
+        """Run a coroutine on the runtime's loop, from any thread (in a forked child: on a loop,
+        pool and writer of the child's own, made now)."""
+        if self._closed:
+            coroutine.close()
+            raise ThriftyClosed("this Thrifty is closed: make a new thrifty.Thrifty() (or thrifty.wrap()) to call")
+        if os.getpid() != self._pid:
+            self._reopen_after_fork()
+        return self._on_loop(coroutine)
+
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
-    async def _run(self, call: Call, route: Route) -> Result:
-        if self.limits is None and not self._optimised:
-            dispatcher = Dispatcher(Routes([route]), self._session, self.policy, self.counter)
-            return await Pipeline([self._record, *self._cache_steps], dispatcher).run(call)
+    def _reopen_after_fork(self) -> None:
+        with self._guard:
+            if os.getpid() != self._pid:  # the parent's thread, pool, writer and stores stay the parent's
+                # Kept, never closed nor collected: cleaning up the parent's sockets here would
+                # unregister them from the epoll instance parent and child share, and stall the
+                # parent's calls.
+                self._inherited = dict(vars(self))
+                self._open(**self._arguments)
+                # multiprocessing's children leave by os._exit, past atexit: its own exit hook
+                # writes their rows out (they are journaled either way, and replayed if not).
+                from multiprocessing.util import Finalize
 
-        def routes_of(model: str) -> list[Route]:
-            # The SDK's own endpoint serves any model it names (a budget may downgrade the call).
-            same = model == route.name
-            return [route if same else replace(route, name=model, upstream_model=model, priced_as=model)]
+                Finalize(self, self.close, exitpriority=100)
 
-        pacer = self.limits.pacer if self.limits is not None else None
+    def _routes_of(self, model: str) -> list[Route]:
+        """The SDK's own endpoint serves any model it names (a budget may downgrade the call)."""
+        route = self._route.get().route
+        same = model == route.name
+        return [route if same else replace(route, name=model, upstream_model=model, priced_as=model)]
 
-        async def dispatch(call: Call) -> Result:
-            return await Dispatcher(
-                Routes(routes_of(call.model)), self._session, self.policy, self.counter, pacer=pacer
-            )(call)
+    async def _dispatch(self, call: Call) -> Result:
+        timeout = self._route.get().attempt_timeout_s
+        dispatcher = self._dispatchers.get(timeout)
+        if dispatcher is None:
+            dispatcher = Dispatcher(
+                _CallRoutes(self._routes_of),
+                self._session,
+                retry_policy(self.retry, timeout),
+                self.counter,
+                pacer=self.limits.pacer if self.limits is not None else None,
+            )
+            if len(self._dispatchers) < _MAX_DISPATCHERS:
+                self._dispatchers[timeout] = dispatcher
+        return await dispatcher(call)
 
-        limit_steps = self.limits.steps(routes_of) if self.limits is not None else []
-        steps = [self._record, *self._cache_steps, *self._optimised, *limit_steps]
-        return await Pipeline(steps, dispatch).run(call)
+    async def _run(self, call: Call, where: CallRoute) -> Result:
+        self._route.set(where)  # this task's own context: concurrent calls do not see each other's
+        return await self.pipeline.run(call)
 
-    def run(self, call: Call, route: Route) -> Future[Result]:
-        return self.submit(self._run(call, route))
+    def run(self, call: Call, route: Route, attempt_timeout_s: float | None = None) -> Future[Result]:
+        return self.submit(self._run(call, CallRoute(route, attempt_timeout_s)))
 
     def next_chunk(self, events: AsyncIterator[bytes]) -> Future[bytes]:
         """The stream's next chunk; the future raises StopAsyncIteration at its end."""
@@ -161,19 +237,38 @@ class InProcessRuntime:
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:
+            return  # a forked child that made no call: what is open is the parent's
         try:
             if self.limits is not None:
-                self.submit(self.limits.stop()).result(timeout=15)
+                self._on_loop(self.limits.stop()).result(timeout=15)
             if self.semantic is not None:
-                self.submit(self.semantic.stop()).result(timeout=30)  # saves the local index
+                self._on_loop(self.semantic.stop()).result(timeout=30)  # saves the local index
             if self.response_cache is not None:
-                self.submit(self.response_cache.close()).result(timeout=10)
-            self.submit(self._session.close()).result(timeout=10)
+                self._on_loop(self.response_cache.close()).result(timeout=10)
+            self._on_loop(self._session.close()).result(timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self.writer.close(timeout=10.0)
             self.ledger.close()
+
+
+class _CallRoutes(Routes):
+    """The routes of the call in flight: the SDK's endpoint, under whatever model name is asked."""
+
+    def __init__(self, routes_of: Callable[[str], list[Route]]) -> None:
+        super().__init__([])
+        self._routes_of = routes_of
+
+    def get(self, name: str) -> Route | None:
+        return self._routes_of(name)[0]
+
+    def names(self) -> list[str]:
+        return []
+
+    def chain(self, name: str) -> list[Route]:
+        return self._routes_of(name)
 
 
 def _cache_path(ledger_url: str, journal_dir: Path) -> Path:

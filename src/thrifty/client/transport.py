@@ -44,6 +44,19 @@ def _endpoint(request: httpx2.Request) -> ClientAPI | None:
     return None
 
 
+_SDK_DEFAULT_TIMEOUT = {"connect": 5.0, "read": 600.0, "write": 600.0, "pool": 600.0}
+"""What both SDKs send when their user set no timeout: thrifty's own ``retry:`` timeouts apply then."""
+
+
+def _attempt_timeout(request: httpx2.Request) -> float | None:
+    """The SDK client's (or the call's) ``timeout=``: each attempt's limit, as it is in the SDK."""
+    timeout = request.extensions.get("timeout")
+    if not isinstance(timeout, dict) or timeout == _SDK_DEFAULT_TIMEOUT:
+        return None
+    read = timeout.get("read")
+    return float(read) if isinstance(read, int | float) and read > 0 else None
+
+
 class _Prepared:
     def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
         self.status, self.body, self.headers = status, body, headers
@@ -144,7 +157,7 @@ class ThriftyTransport(httpx2.BaseTransport):
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared
-        result = self.runtime.run(call, route).result()
+        result = self.runtime.run(call, route, _attempt_timeout(request)).result()
         headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
@@ -176,7 +189,7 @@ class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared
-        result = await asyncio.wrap_future(self.runtime.run(call, route))
+        result = await asyncio.wrap_future(self.runtime.run(call, route, _attempt_timeout(request)))
         headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)

@@ -20,12 +20,11 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.tokens.encodings import Encodings
 from thrifty.gateway.auth import KeyCache, is_loopback
 from thrifty.pipeline import Pipeline
-from thrifty.pipeline.cache import ExactCacheStep
+from thrifty.pipeline.build import Services, build_steps, retry_policy
 from thrifty.pipeline.call import Step
-from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
+from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
-from thrifty.pipeline.record import RecordStep
 from thrifty.providers.upstream import Upstream, new_session
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
 from thrifty.stores.keys import open_keys
@@ -149,19 +148,10 @@ class Runtime:
         self.writer.start()
         self.keys.start()
         self.session = new_session()
-        retry = self.config.retry
-        policy = RetryPolicy(
-            attempts=retry.attempts,
-            attempt_timeout=retry.attempt_timeout_s,
-            connect_timeout=retry.connect_timeout_s,
-            backoff_base=retry.backoff_base_s,
-            backoff_max=retry.backoff_max_s,
-            retry_after_max=retry.retry_after_max_s,
-        )
         self.dispatcher = Dispatcher(
             self.routes,
             self.session,
-            policy,
+            retry_policy(self.config.retry),
             self.counter,
             prompt_breakpoints=self.config.cache.prompt.anthropic_breakpoints,
             pacer=self.limits.pacer if self.limits is not None else None,
@@ -200,24 +190,17 @@ class Runtime:
             await asyncio.to_thread(load)
 
     def _steps(self) -> list[Step]:
-        """The pipeline, outermost first (see the README for what each step does)."""
-        record = RecordStep(self.prices, self.writer, self.counter)
-        steps: list[Step] = [record]
-        cache = self.config.cache
-        if cache.exact.enabled and self.response_cache is not None:
-            steps.append(ExactCacheStep(self.response_cache, cache.exact, self.prices))
-        if self.semantic is not None:  # after the exact cache: runs on its misses
-            from thrifty.pipeline.semantic import SemanticCacheStep
-
-            steps.append(
-                SemanticCacheStep(self.semantic, cache, self.prices, record=record.record, counter=self.counter)
-            )
-        if self.optimisation is not None:
-            steps += self.optimisation.outer_steps(record.record)  # compression, output caps
-            steps += self.optimisation.router_steps(record.record)
-        if self.limits is not None:
-            steps += self.limits.steps(self.routes.chain)  # budgets, then rate limits: innermost
-        return steps
+        services = Services(
+            prices=self.prices,
+            writer=self.writer,
+            counter=self.counter,
+            cache=self.config.cache,
+            response_cache=self.response_cache,
+            semantic=self.semantic,
+            optimisation=self.optimisation,
+            limits=self.limits,
+        )
+        return build_steps(services, self.routes.chain)
 
     async def stop(self) -> None:
         if self.semantic is not None:

@@ -1,0 +1,162 @@
+"""The in-process client never hangs: a call after ``close()`` fails at once, a client made before
+``os.fork()`` works in the child, and the SDK client's ``timeout=`` (or ``Thrifty(timeout=)``)
+bounds each attempt. Every wait here has a hard limit, so a regression fails instead of hanging."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+import thrifty
+from thrifty.client.runtime import ThriftyClosed
+from thrifty.stores.ledger import open_ledger
+
+HELLO = [{"role": "user", "content": "Say hello in-process."}]
+HARD_LIMIT_S = 60
+
+
+def _within_limit(work: Any) -> Any:
+    """``work()``'s result or exception, or a test failure if it does not return in time."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HARD_LIMIT_S)
+    assert not thread.is_alive(), "the call hung"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _rows(ledger: str) -> list[Any]:
+    store = open_ledger(ledger)
+    try:
+        return store.records(limit=100)
+    finally:
+        store.close()
+
+
+def test_a_call_after_close_fails_at_once_with_a_clear_error(simulator_url: str, tmp_path: Path) -> None:
+    runtime = thrifty.Thrifty(ledger=f"sqlite:///{tmp_path / 'l.db'}", journal_dir=tmp_path / "journal")
+    client = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"))
+    client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+    runtime.close()
+    with pytest.raises(ThriftyClosed, match="this Thrifty is closed"):
+        _within_limit(lambda: client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5))  # type: ignore[arg-type]
+
+
+def test_an_async_call_after_close_fails_at_once(simulator_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    runtime = thrifty.Thrifty(ledger=f"sqlite:///{tmp_path / 'l.db'}", journal_dir=tmp_path / "journal")
+    client = runtime.wrap(openai.AsyncOpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"))
+    runtime.close()
+
+    async def call() -> Any:
+        return await asyncio.wait_for(
+            client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5),  # type: ignore[arg-type]
+            HARD_LIMIT_S,
+        )
+
+    with pytest.raises(ThriftyClosed):
+        asyncio.run(call())
+
+
+def _child(client: Any, ledger: str, queue: Any) -> None:
+    try:
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)
+        queue.put(("ok", reply.choices[0].message.content, os.getpid()))
+    except BaseException as error:  # reported to the parent, which fails the test
+        queue.put(("error", repr(error), os.getpid()))
+
+
+def test_a_client_made_before_fork_works_in_the_child(simulator_url: str, tmp_path: Path) -> None:
+    ledger = f"sqlite:///{tmp_path / 'l.db'}"
+    runtime = thrifty.Thrifty(ledger=ledger, journal_dir=tmp_path / "journal")
+    try:
+        client = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"), feature="forked")
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        children = [context.Process(target=_child, args=(client, ledger, queue)) for _ in range(2)]
+        for child in children:
+            child.start()
+        results = [queue.get(timeout=HARD_LIMIT_S) for _ in children]
+        for child in children:
+            child.join(HARD_LIMIT_S)
+            assert child.exitcode == 0
+        assert [r[0] for r in results] == ["ok", "ok"], results
+        # The parent goes on working, and the children's calls reached the ledger.
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        runtime.runtime.writer.flush(timeout=10)
+    finally:
+        runtime.close()
+    rows = _rows(ledger)
+    assert len(rows) == 4 and all(r.feature == "forked" and r.status == "ok" for r in rows)
+
+
+def test_the_sdk_clients_timeout_bounds_each_attempt(simulator_url: str, tmp_path: Path) -> None:
+    ledger = f"sqlite:///{tmp_path / 'l.db'}"
+    runtime = thrifty.Thrifty(ledger=ledger, journal_dir=tmp_path / "journal", retry={"attempts": 1})
+    try:
+        slow = {"x-simulator-fault": "delay=4000"}
+        impatient = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test", timeout=0.5))
+        with pytest.raises(openai.APIStatusError) as raised:
+            _within_limit(
+                lambda: impatient.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=HELLO,  # type: ignore[arg-type]
+                    max_tokens=5,
+                    extra_headers=slow,
+                )
+            )
+        assert raised.value.status_code == 502
+        patient = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"))
+        with pytest.raises(openai.APIStatusError):  # the call's own timeout= too
+            _within_limit(
+                lambda: patient.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=HELLO,  # type: ignore[arg-type]
+                    max_tokens=5,
+                    extra_headers=slow,
+                    timeout=0.5,
+                )
+            )
+    finally:
+        runtime.close()
+
+
+def test_thrifty_takes_retry_and_timeout_settings(simulator_url: str, tmp_path: Path) -> None:
+    runtime = thrifty.Thrifty(
+        ledger=f"sqlite:///{tmp_path / 'l.db'}", journal_dir=tmp_path / "journal", retry={"attempts": 2}, timeout=0.5
+    )
+    try:
+        client = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"))
+        with pytest.raises(openai.APIStatusError):
+            _within_limit(
+                lambda: client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=HELLO,  # type: ignore[arg-type]
+                    max_tokens=5,
+                    extra_headers={"x-simulator-fault": "delay=4000"},
+                )
+            )
+        runtime.runtime.writer.flush(timeout=10)
+    finally:
+        runtime.close()
+    (row,) = _rows(f"sqlite:///{tmp_path / 'l.db'}")
+    assert len(row.details["attempts"]) == 2  # retry.attempts, each cut at the timeout
+    with pytest.raises(ValueError, match="attempts"):
+        thrifty.Thrifty(ledger=f"sqlite:///{tmp_path / 'm.db'}", retry={"attempts": 0})
