@@ -3,7 +3,10 @@ database, so a record of a completed call survives a crash of the process, a dat
 a restart.
 
 Each writer appends to its own segment files (``ledger-<pid>-<random>-<n>.jsonl``) and holds an
-exclusive ``flock`` on each for as long as it lives. A segment is deleted once every row in it is
+exclusive ``flock`` on each for as long as it lives. A segment is created under a temporary name,
+locked, and only then renamed to its segment name: no process ever sees an unlocked segment of a
+live writer (one that did would take it for a dead writer's, replay it empty and delete it while
+the writer appends to the deleted file). A segment is deleted once every row in it is
 in the database. At start-up a writer replays the segments nobody holds a lock on: their writer
 died. Inserts are idempotent on the record id, so replaying rows that did reach the database
 before the crash writes nothing twice.
@@ -19,6 +22,7 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,10 @@ log = logging.getLogger("thrifty.ledger")
 
 _PREFIX = "ledger-"
 _SUFFIX = ".jsonl"
+_CREATING = ".creating-"
+_STALE_CREATING_S = 60.0
+"""A temporary file older than this whose creator holds no lock was left by a crash mid-creation
+(it never held a row: rows are appended only after the rename)."""
 
 
 @dataclass(eq=False)
@@ -86,10 +94,18 @@ class SegmentFactory:
         self._next = 0
 
     def new(self) -> Segment:
-        path = self.directory / f"{self._stem}{self._next:06d}{_SUFFIX}"
+        name = f"{self._stem}{self._next:06d}{_SUFFIX}"
         self._next += 1
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        creating = self.directory / f"{_CREATING}{name}"
+        path = self.directory / name
+        fd = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else looks at a .creating- file
+            os.rename(creating, path)  # appears under the segment glob already locked
+        except BaseException:
+            os.close(fd)
+            creating.unlink(missing_ok=True)
+            raise
         return Segment(path, fd)
 
 
@@ -103,20 +119,49 @@ def orphaned_segments(directory: Path) -> Iterator[tuple[Path, int]]:
     (so two recovering processes never replay the same file at once). The caller closes it."""
     if not directory.is_dir():
         return
+    _remove_stale_creations(directory)
     for path in sorted(directory.glob(f"{_PREFIX}*{_SUFFIX}")):
+        fd = _lock_if_free(path)
+        if fd is None:
+            continue
         try:
-            fd = os.open(path, os.O_RDONLY)
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)  # a live writer holds it
-            continue
-        if not path.exists():  # replayed and deleted by another process meanwhile
+            same = False
+        if not same:  # replayed and deleted by another process meanwhile
             os.close(fd)
             continue
         yield path, fd
+
+
+def _lock_if_free(path: Path) -> int | None:
+    """A descriptor holding ``path``'s lock, or None when it is gone or a live process holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_stale_creations(directory: Path) -> None:
+    now = time.time()
+    for path in directory.glob(f"{_CREATING}*"):
+        try:
+            if now - path.stat().st_mtime < _STALE_CREATING_S:
+                continue
+        except FileNotFoundError:
+            continue
+        fd = _lock_if_free(path)
+        if fd is not None:
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
 
 
 def read_segment(path: Path) -> Iterator[list[Any]]:
