@@ -195,7 +195,7 @@ class Dispatcher:
                 if marked:
                     call.details["prompt_cache_breakpoints"] = marked
             payload = orjson.dumps(body)
-        except ValueError as error:  # the request cannot be expressed for this provider
+        except (ValueError, orjson.JSONEncodeError) as error:  # cannot be expressed for this provider
             failure.status, failure.body, failure.message = 400, None, str(error)
             failure.kind = "invalid_request_error"
             attempts.append({"model": route.name, "error": str(error)})
