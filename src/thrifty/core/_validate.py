@@ -81,3 +81,20 @@ def opt_bool(value: object, path: str) -> bool | None:
 
 def opt_obj(value: object, path: str) -> Mapping[str, Any] | None:
     return None if value is None else obj(value, path)
+
+
+NumberRange = tuple[float, float]
+"""An inclusive range a sampling parameter must fall in."""
+
+
+def sampling(data: Mapping[str, Any], numbers: Mapping[str, NumberRange], whole: Mapping[str, NumberRange]) -> None:
+    """Sampling parameters against the wire format's documented ranges: a value the provider
+    would refuse is refused here, before an upstream call is spent to learn it."""
+    for name, (low, high) in numbers.items():
+        number = opt_number(data.get(name), name)
+        if number is not None and not low <= number <= high:
+            raise RequestError(name, f"must be between {low:g} and {high:g}, got {number:g}")
+    for name, (low, high) in whole.items():
+        count = opt_int(data.get(name), name, int(low))
+        if count is not None and count > high:
+            raise RequestError(name, f"must be between {low:g} and {high:g}, got {count}")

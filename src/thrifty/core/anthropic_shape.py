@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from thrifty.core import _validate as v
 from thrifty.core.messages import (
@@ -32,12 +33,18 @@ __all__ = [
 _KNOWN = frozenset({"model", "messages", "system", "tools", "max_tokens", "stream", "temperature"})
 
 
+# Anthropic's Messages reference: temperature and top_p within 0-1, top_k a count.
+_NUMBER_RANGES: Final = MappingProxyType({"temperature": (0.0, 1.0), "top_p": (0.0, 1.0)})
+_WHOLE_RANGES: Final = MappingProxyType({"top_k": (0.0, float(2**31))})
+
+
 def parse_anthropic_request(body: object) -> ChatRequest:
     data = v.obj(body, "body")
     model = v.non_empty_string(data.get("model"), "model")
     max_tokens = v.opt_int(data.get("max_tokens"), "max_tokens", 1)
     if max_tokens is None:
         raise RequestError("max_tokens", "is required")
+    v.sampling(data, _NUMBER_RANGES, _WHOLE_RANGES)
     system = parse_anthropic_system(data.get("system"), "system")
     messages = parse_anthropic_messages(data.get("messages"), "messages")
     tools = parse_anthropic_tools(data.get("tools"), "tools") if data.get("tools") is not None else ()

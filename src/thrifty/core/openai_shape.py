@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from thrifty.core import _validate as v
 from thrifty.core.messages import (
@@ -27,6 +28,13 @@ _ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", 
 _KNOWN = frozenset({"model", "messages", "tools", "max_tokens", "max_completion_tokens", "stream", "temperature"})
 
 
+# OpenAI's Chat Completions reference: the ranges it documents (and enforces with a 400).
+_NUMBER_RANGES: Final = MappingProxyType(
+    {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "frequency_penalty": (-2.0, 2.0), "presence_penalty": (-2.0, 2.0)}
+)
+_WHOLE_RANGES: Final = MappingProxyType({"n": (1.0, 128.0), "top_logprobs": (0.0, 20.0)})
+
+
 def parse_openai_request(body: object) -> ChatRequest:
     data = v.obj(body, "body")
     model = v.non_empty_string(data.get("model"), "model")
@@ -35,6 +43,10 @@ def parse_openai_request(body: object) -> ChatRequest:
     max_tokens = v.opt_int(data.get("max_completion_tokens"), "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = v.opt_int(data.get("max_tokens"), "max_tokens", 1)
+    v.sampling(data, _NUMBER_RANGES, _WHOLE_RANGES)
+    v.opt_bool(data.get("logprobs"), "logprobs")
+    if data.get("seed") is not None:
+        v.opt_int(data.get("seed"), "seed", -(2**63))
     return ChatRequest(
         model=model,
         messages=messages,
