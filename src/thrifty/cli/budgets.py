@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, parse_decimal
+from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, parse_decimal, store_error
+from thrifty.core.redact import redact_url
 
 __all__ = ["budget_report", "budgets", "print_budget_report"]
 
@@ -75,7 +76,7 @@ class _Target:
         except ValueError as error:
             raise CliError(str(error)) from None
         except Exception as error:
-            raise CliError(f"cannot open the budget store {self.url}: {type(error).__name__}: {error}") from None
+            raise store_error("the budget store", self.url, error) from None
 
 
 def _where(func: Any) -> Any:
@@ -194,7 +195,9 @@ def set_budget(
     if as_json:
         emit_json(doc)
         return
-    click.echo(f"set {budget.id}: {budget.describe_limit()} for {budget.who(value or 'each')} (store {target.url})")
+    click.echo(
+        f"set {budget.id}: {budget.describe_limit()} for {budget.who(value or 'each')} (store {redact_url(target.url)})"
+    )
 
 
 @budgets.command("delete")
@@ -209,7 +212,7 @@ def delete_budget(budget_id: str, config_path: Path | None, store_url: str | Non
         return result
 
     if not _run(delete, target.open()):
-        raise CliError(f"no budget {budget_id!r} in {target.url}")
+        raise CliError(f"no budget {budget_id!r} in {redact_url(target.url)}")
     click.echo(f"deleted {budget_id}")
 
 
@@ -224,7 +227,7 @@ def show(config_path: Path | None, store_url: str | None, prefix: str | None, as
         emit_json({"store": target.url, "budgets": rows})
         return
     if not rows:
-        click.echo(f"no budgets in {target.url}")
+        click.echo(f"no budgets in {redact_url(target.url)}")
         return
     _print_rows(rows)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option
+from thrifty.core.redact import redact_url
 
 __all__ = ["cache"]
 
@@ -47,7 +48,7 @@ def clear(namespace: str | None, config_path: Path | None, ledger_url: str | Non
         storage, cache_spec = config.storage, config.cache
         path = storage.local_cache_path()
         store = RedisCache(storage.redis) if storage.redis else LocalCache(path, 0)
-        where = storage.redis or str(path)
+        where = redact_url(storage.redis) if storage.redis else str(path)
     else:
         url = ledger_url or default_ledger_url()
         if not url.startswith("sqlite:///"):

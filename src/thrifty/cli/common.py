@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from thrifty.core.pricing import PriceBook
+from thrifty.core.redact import redact_text, redact_url
 
 __all__ = [
     "CliError",
@@ -24,10 +25,17 @@ __all__ = [
     "price_book",
     "prices_option",
     "read_input",
+    "store_error",
     "usd",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_error(what: str, url: str, error: Exception) -> CliError:
+    """A store that cannot be opened, said in one line, with no password of its URL in it."""
+    detail = redact_text(f"{type(error).__name__}: {error}").splitlines()[0]
+    return CliError(f"cannot open {what} {redact_url(url)}: {detail}")
 
 
 class CliError(click.ClickException):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option
+from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, store_error
 from thrifty.stores.keys import KeyStore
 
 __all__ = ["keys"]
@@ -19,7 +19,7 @@ def _store(ledger_url: str | None) -> KeyStore:
     except ValueError as error:
         raise CliError(str(error)) from None
     except Exception as error:
-        raise CliError(f"cannot open the key store {url}: {type(error).__name__}: {error}".splitlines()[0]) from None
+        raise store_error("the key store", url, error) from None
 
 
 _ledger = click.option(

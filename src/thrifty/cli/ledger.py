@@ -12,9 +12,19 @@ from typing import Any
 import click
 
 from thrifty.cli.budgets import budget_report, print_budget_report
-from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, parse_when, price_book, usd
+from thrifty.cli.common import (
+    CliError,
+    default_ledger_url,
+    emit_json,
+    json_option,
+    parse_when,
+    price_book,
+    store_error,
+    usd,
+)
 from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing import format_usd
+from thrifty.core.redact import redact_url
 from thrifty.core.usage import Usage
 from thrifty.stores.ledger import GROUPINGS, LedgerStore, LedgerWriter, Totals, open_ledger
 
@@ -41,7 +51,7 @@ def _open_existing(url: str) -> LedgerStore:
     except ValueError as error:
         raise CliError(str(error)) from None
     except Exception as error:  # an unreachable database: say which, briefly
-        raise CliError(f"cannot open the ledger {url}: {type(error).__name__}: {error}".splitlines()[0]) from None
+        raise store_error("the ledger", url, error) from None
 
 
 @click.command()
@@ -226,6 +236,6 @@ def demo(ledger_url: str | None, calls: int, seed: int) -> None:
             )
     writer.close()
     store.close()
-    click.echo(f"recorded {calls:,} simulated calls costing {usd(total)} into {url}\n")
+    click.echo(f"recorded {calls:,} simulated calls costing {usd(total)} into {redact_url(url)}\n")
     ctx = click.get_current_context()
     ctx.invoke(report, ledger_url=url, groups="model,feature,user", since_text=None, until_text=None, as_json=False)

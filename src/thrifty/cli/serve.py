@@ -9,10 +9,12 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from thrifty.cli.common import CliError
+from thrifty.core.redact import RedactingFilter, redact_url
 
 __all__ = ["serve"]
 
@@ -37,6 +39,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
     from thrifty.config.gateway import load_gateway_config
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # no password of a URL reaches a log line
+        handler.addFilter(RedactingFilter())
     for noisy in ("uvicorn.access", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if demo and config_path is not None:
@@ -44,6 +48,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
     if not demo and config_path is None:
         raise CliError("give --config FILE (or THRIFTY_CONFIG), or --demo to try it with the simulator")
     simulator_socket = None
+    simulator_url: str | None = None
     if demo:
         from thrifty.gateway.demo import demo_config
 
@@ -67,28 +72,37 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
         raise CliError(f"cannot listen on {listen_host}:{listen_port}: {error.strerror}") from None
 
     from thrifty.gateway.app import Gateway
-    from thrifty.gateway.auth import is_loopback
     from thrifty.gateway.runtime import Runtime
 
     try:
         runtime = Runtime.from_config(config, base_dir)
     except (ConfigError, ValueError, LookupError) as error:
         raise CliError(str(error)) from None
-    click.echo(f"thrifty gateway on http://{listen_host}:{listen_port}", err=True)
+    _banner(runtime, f"{listen_host}:{listen_port}", listen_host, simulator_url)
+    _settle_memory()
+    _run(Gateway(runtime), gateway_socket, simulator_socket)
+
+
+def _banner(runtime: Any, address: str, listen_host: str, simulator_url: str | None) -> None:
+    """What the gateway serves, where its ledger is (no password), and whether keys are required."""
+    from thrifty.gateway.auth import is_loopback
+
+    storage = runtime.config.storage
+    click.echo(f"thrifty gateway on http://{address}", err=True)
     click.echo(f"  models: {', '.join(runtime.routes.names())}", err=True)
-    click.echo(f"  ledger: {config.storage.ledger}", err=True)
+    click.echo(f"  ledger: {redact_url(storage.ledger)}", err=True)
+    if storage.redis:
+        click.echo(f"  redis: {redact_url(storage.redis)}", err=True)
     runtime.keys.listen_on(listen_host)
     runtime.keys.load()
     click.echo(f"  keys: {runtime.keys.why}", err=True)
     if not runtime.keys.required and not is_loopback(listen_host):
         warning = f"  WARNING: keys are not checked (auth: none) and {listen_host} is reachable beyond loopback"
         click.echo(warning, err=True)
-    if demo:
+    if simulator_url is not None:
         click.echo(
             f"  demo: models served by the simulated upstream at {simulator_url} (no provider is contacted)", err=True
         )
-    _settle_memory()
-    _run(Gateway(runtime), gateway_socket, simulator_socket)
 
 
 def _settle_memory() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from thrifty.core.ledger import LedgerRecord
 from thrifty.stores.ledger.inserter import Row
 from thrifty.stores.ledger.journal import Segment, SegmentFactory, encode_rows
-from thrifty.stores.ledger.sidecar import status_path
+from thrifty.stores.ledger.sidecar import LEDGER_URL_ENV, status_path
 
 __all__ = ["JournalWriter"]
 
@@ -60,13 +60,13 @@ class JournalWriter:
             "thrifty.stores.ledger.sidecar",
             "--journal",
             str(self._dir),
-            "--ledger",
-            self._url,
             "--parent-pid",
             str(os.getpid()),
         ]
+        # The ledger URL may hold a password: by environment, never argv (any local user reads argv).
         # Its stdin is how it is told to stop (see the sidecar's module): closed by ``close``.
-        return subprocess.Popen(command, stdin=subprocess.PIPE)
+        env = {**os.environ, LEDGER_URL_ENV: self._url}
+        return subprocess.Popen(command, stdin=subprocess.PIPE, env=env)
 
     def submit(self, record: LedgerRecord) -> None:
         self.submit_rows([record.to_values()])

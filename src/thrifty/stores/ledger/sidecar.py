@@ -30,9 +30,12 @@ import threading
 import time
 from pathlib import Path
 
+from thrifty.core.redact import RedactingFilter
 from thrifty.stores.ledger.inserter import Inserter
 
-__all__ = ["run_sidecar", "status_path"]
+__all__ = ["LEDGER_URL_ENV", "run_sidecar", "status_path"]
+
+LEDGER_URL_ENV = "THRIFTY_SIDECAR_LEDGER_URL"
 
 log = logging.getLogger("thrifty.ledger.sidecar")
 
@@ -110,11 +113,18 @@ def _write_status(path: Path, written: int, last_error: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m thrifty.stores.ledger.sidecar")
     parser.add_argument("--journal", required=True, type=Path)
-    parser.add_argument("--ledger", required=True)
+    parser.add_argument(
+        "--ledger", help=f"the ledger URL (default: ${LEDGER_URL_ENV}, which keeps a password out of argv)"
+    )
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_sidecar(args.journal, args.ledger, args.parent_pid)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+    ledger = args.ledger or os.environ.get(LEDGER_URL_ENV)
+    if not ledger:
+        parser.error(f"give --ledger URL or set {LEDGER_URL_ENV}")
+    return run_sidecar(args.journal, ledger, args.parent_pid)
 
 
 if __name__ == "__main__":
