@@ -1,15 +1,20 @@
 """No secret in any log, file or command line: a gateway started with a password-protected
-PostgreSQL ledger, a provider key and an admin token in its environment, driven with a virtual
-key, leaves none of them in its banner and logs (at debug level), in the files under its home and
-journal, or in the command line of any of its processes (its ledger sidecar included)."""
+PostgreSQL ledger, a password-protected Redis (exact cache and budgets), a provider key and an
+admin token in its environment, driven with a virtual key, leaves none of them in its banner and
+logs (at debug level), in the files under its home and journal, or in the command line of any of
+its processes (its ledger sidecar included). The CLI's errors about unusable store URLs name them
+redacted too."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,7 +25,7 @@ import yaml
 
 from tests.test_budgets_concurrency import _wait_ready
 from tests.test_cli_gateway import free_port
-from thrifty.core.redact import redact_text, redact_url
+from thrifty.core.redact import redact_text, redact_url, url_origin, url_secrets
 from thrifty.stores.keys import open_keys
 
 
@@ -35,6 +40,63 @@ def test_urls_lose_their_passwords_and_nothing_else() -> None:
     assert redact_text("failed: redis://u:hunter2@h:1/0 then postgres://a:b@c/d") == (
         "failed: redis://u:***@h:1/0 then postgres://a:***@c/d"
     )
+    # an unencoded @ in a password is how people write them: none of it is left
+    assert redact_url("postgresql://u:p@ss@host/db") == "postgresql://u:***@host/db"
+    assert redact_text("at postgresql://u:p@ss@host/db.") == "at postgresql://u:***@host/db."
+    # what a driver quotes back from a malformed URL
+    assert set(url_secrets("postgresql://u:pw%zz1@h/db?password=abc%21")) == {"pw%zz1", "abc%21", "abc!"}
+    assert redact_text('invalid token: "pw%zz1"', url_secrets("postgresql://u:pw%zz1@h/db")) == 'invalid token: "***"'
+    assert url_origin("https://hooks.example.com/services/T0/B0/SECRET") == "https://hooks.example.com"
+
+
+def test_cli_errors_name_store_urls_without_their_passwords(tmp_path: Path) -> None:
+    password = f"Pw-{secrets.token_hex(8)}"
+    for args in (
+        ["keys", "list", "--ledger", f"mysql://u:{password}@h/db"],
+        ["keys", "list", "--ledger", f"postgresql://u:{password}%zz@127.0.0.1:1/db"],
+        ["report", "--ledger", f"postgresql://u@127.0.0.1:1/db?password={password}"],
+        ["budgets", "show", "--store", f"memcached://u:{password}@h"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "thrifty.cli.main", *args],
+            check=False,
+            capture_output=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        output = (done.stdout + done.stderr).decode(errors="replace")
+        assert done.returncode != 0 and "error" in output, output
+        assert password not in output, output
+
+
+@pytest.fixture
+def redis_with_password(tmp_path: Path) -> Iterator[str]:
+    """A Redis of this test's own that wants a password (given on its stdin, not its argv)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    import redis
+
+    password = f"Rp-{secrets.token_hex(12)}"
+    port = free_port()
+    conf = f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\nrequirepass {password}\ndir {tmp_path}\n'
+    server = subprocess.Popen(["redis-server", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert server.stdin is not None
+    server.stdin.write(conf.encode())
+    server.stdin.close()
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                if redis.Redis.from_url(url, socket_connect_timeout=1).ping():
+                    break
+            except redis.RedisError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("the password-protected redis-server did not start")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def _process_tree(root: int) -> list[int]:
@@ -55,8 +117,11 @@ def _process_tree(root: int) -> list[int]:
     return found
 
 
-def test_no_secret_in_logs_files_or_command_lines(postgres_url: str, simulator_url: str, tmp_path: Path) -> None:
+def test_no_secret_in_logs_files_or_command_lines(
+    postgres_url: str, simulator_url: str, redis_with_password: str, tmp_path: Path
+) -> None:
     import psycopg
+    import redis
 
     password = f"Pw-{secrets.token_hex(12)}"
     role = f"thrifty_pw_{secrets.token_hex(4)}"
@@ -76,12 +141,13 @@ def test_no_secret_in_logs_files_or_command_lines(postgres_url: str, simulator_u
         yaml.safe_dump(
             {
                 "server": {"port": port},
-                "storage": {"ledger": ledger, "journal_dir": str(home / "journal")},
+                "storage": {"ledger": ledger, "journal_dir": str(home / "journal"), "redis": redis_with_password},
                 "providers": {
                     "openai": {"kind": "openai", "base_url": f"{simulator_url}/v1", "api_key_env": "LEAK_TEST_KEY"}
                 },
                 "models": [{"name": "gpt-4o-mini", "provider": "openai"}],
                 "admin": {"token_env": "LEAK_TEST_ADMIN"},
+                "budgets": {"limits": [{"scope": "team", "value": "t", "usd": "5", "window": "day"}]},
             }
         )
     )
@@ -97,13 +163,19 @@ def test_no_secret_in_logs_files_or_command_lines(postgres_url: str, simulator_u
             stderr=subprocess.STDOUT,
             env=env,
         )
-    secrets_ = [password, provider_key, admin_token, virtual_key]
+    redis_password = urlsplit(redis_with_password).password
+    assert redis_password
+    secrets_ = [password, redis_password, provider_key, admin_token, virtual_key]
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, process, log)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=virtual_key, max_retries=0)
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
         httpx2.get(f"{url}/admin/budgets", headers={"authorization": f"Bearer {admin_token}"})
+        store = redis.Redis.from_url(redis_with_password)
+        assert store.dbsize() > 0, "the exact cache and the budget counters should be in the password-protected Redis"
+        store.close()
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{url}/v1", api_key=password, max_retries=0).models.list()
         pids = _process_tree(process.pid)
@@ -119,6 +191,7 @@ def test_no_secret_in_logs_files_or_command_lines(postgres_url: str, simulator_u
         process.wait(timeout=30)
     text = log.read_text(errors="replace")
     assert "ledger: postgresql://" in text and ":***@" in text  # the banner names the ledger, redacted
+    assert f"redis: redis://:***@127.0.0.1:{urlsplit(redis_with_password).port}/0" in text
     assert not [s for s in secrets_ if s in text], "a secret in the gateway's log"
     for path in [*home.rglob("*"), *tmp_path.glob("*.db")]:
         if path.is_file():

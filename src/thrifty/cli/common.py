@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from thrifty.core.pricing import PriceBook
-from thrifty.core.redact import redact_text, redact_url
+from thrifty.core.redact import redact_text, redact_url, url_secrets
 
 __all__ = [
     "CliError",
@@ -34,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def store_error(what: str, url: str, error: Exception) -> CliError:
     """A store that cannot be opened, said in one line, with no password of its URL in it."""
-    detail = redact_text(f"{type(error).__name__}: {error}").splitlines()[0]
+    detail = redact_text(f"{type(error).__name__}: {error}", url_secrets(url)).splitlines()[0]
     return CliError(f"cannot open {what} {redact_url(url)}: {detail}")
 
 

@@ -69,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("THRIFTY_DEBUG"):
             raise
-        click.echo(f"thrifty: internal error: {type(error).__name__}: {error} (THRIFTY_DEBUG=1 for details)", err=True)
+        from thrifty.core.redact import redact_text
+
+        detail = redact_text(f"{type(error).__name__}: {error}")  # a driver's error may quote a URL
+        click.echo(f"thrifty: internal error: {detail} (THRIFTY_DEBUG=1 for details)", err=True)
         return 1
     return 0
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["RedactingFilter", "redact_text", "redact_url"]
+__all__ = ["RedactingFilter", "redact_text", "redact_url", "url_origin", "url_secrets"]
 
 _SECRET_PARAMS = frozenset({"password", "passwd", "pass", "secret", "token", "key", "api_key", "apikey", "sslpassword"})
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+# The password runs to the last ``@`` before the path: an unencoded ``@`` in it (``u:p@ss@host``)
+# is how people write them, and is what urlsplit reads too.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^/\s]*)@")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|secret|token|api_key|apikey|sslpassword)=)[^&\s]+")
 
 
@@ -18,13 +21,14 @@ def redact_url(url: str) -> str:
     """``url`` with its password and secret query parameters replaced by ``***``."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return redact_text(url)
     netloc = parts.netloc
     secret_query = any(name.lower() in _SECRET_PARAMS for name, _ in parse_qsl(parts.query, keep_blank_values=True))
-    if parts.password is None and not secret_query:
+    if password is None and not secret_query:
         return url  # nothing to hide (and ``sqlite:///x`` kept exactly as written)
-    if parts.password is not None:
+    if password is not None:
         user = parts.username or ""
         host = netloc.rpartition("@")[2]
         netloc = f"{user}:***@{host}"
@@ -35,8 +39,44 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def redact_text(text: str) -> str:
-    """Every URL password and secret query parameter in free text (a log line, an error)."""
+def url_secrets(url: str) -> list[str]:
+    """The secrets written in ``url`` (its password, secret query values), as written and decoded:
+    what a driver's error message may quote back (``invalid percent-encoded token: "p%zz"``)."""
+    found: list[str] = []
+    match = _USERINFO.search(url)
+    if match and match["password"]:
+        found.append(match["password"])
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        query = url.partition("?")[2]
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if unquote(name).lower() in _SECRET_PARAMS:
+            found.append(value)
+    found.extend([unquote(secret) for secret in found])
+    return sorted({secret for secret in found if len(secret) >= 3}, key=len, reverse=True)
+
+
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: for URLs whose path or query may itself be the secret
+    (a chat webhook's ``/services/T0/B0/XXXX``)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "(an unparsable URL)"
+    if not parts.scheme or not host:
+        return "(an unparsable URL)"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Every URL password and secret query parameter in free text (a log line, an error), and each
+    of ``secrets`` wherever it appears."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _QUERY_SECRET.sub(lambda m: f"{m[1]}***", text)
 

@@ -15,6 +15,7 @@ import orjson
 
 from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing.rates import Cost
+from thrifty.core.redact import url_origin
 
 __all__ = ["ALERT_STATUS", "AlertSender"]
 
@@ -105,7 +106,8 @@ class AlertSender:
             except (aiohttp.ClientError, TimeoutError) as error:
                 retryable, why = True, f"{type(error).__name__}: {error}"
             if not retryable or attempt + 1 == self.attempts:
-                log.error("budget alert webhook %s: %s; giving up on event %s", self.webhook_url, why, event["id"])
+                where = url_origin(self.webhook_url)  # a webhook's path is often its secret
+                log.error("budget alert webhook %s: %s; giving up on event %s", where, why, event["id"])
                 return
             await asyncio.sleep(self.backoff_s * (2**attempt))
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from thrifty.core.redact import redact_url
+
 if TYPE_CHECKING:
     import onnxruntime
     from tokenizers import Tokenizer
@@ -240,6 +242,7 @@ class ProviderEmbedder:
         dimensions: int | None = None,
     ) -> None:
         self._url = base_url.rstrip("/") + "/embeddings"
+        self._where = redact_url(self._url)  # what errors name: no password of the URL
         self._model = model
         self._dim = dim
         self._api_key = api_key
@@ -283,22 +286,22 @@ class ProviderEmbedder:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as error:
-            raise EmbedderError(f"{self._url}: HTTP {error.code}") from None
+            raise EmbedderError(f"{self._where}: HTTP {error.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as error:
-            raise EmbedderError(f"{self._url}: {getattr(error, 'reason', error)}") from None
+            raise EmbedderError(f"{self._where}: {getattr(error, 'reason', error)}") from None
         except ValueError:
-            raise EmbedderError(f"{self._url}: the answer is not JSON") from None
+            raise EmbedderError(f"{self._where}: the answer is not JSON") from None
         return self._parse(payload, len(texts)), _prompt_tokens(payload)
 
     def _parse(self, payload: Any, count: int) -> Vectors:
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list) or len(data) != count:
-            raise EmbedderError(f"{self._url}: expected {count} embeddings in 'data'")
+            raise EmbedderError(f"{self._where}: expected {count} embeddings in 'data'")
         out = np.empty((count, self._dim), dtype=np.float32)
         for position, item in enumerate(sorted(data, key=lambda d: d.get("index", 0) if isinstance(d, dict) else 0)):
             vector = item.get("embedding") if isinstance(item, dict) else None
             if not isinstance(vector, list) or len(vector) != self._dim:
-                raise EmbedderError(f"{self._url}: embedding {position} is not a list of {self._dim} numbers")
+                raise EmbedderError(f"{self._where}: embedding {position} is not a list of {self._dim} numbers")
             out[position] = vector
         return normalise_rows(out)
 

@@ -3,6 +3,7 @@ machine) or Redis (several gateway processes), chosen by URL."""
 
 from __future__ import annotations
 
+from thrifty.core.redact import redact_url
 from thrifty.stores.budgets.base import (
     BudgetStore,
     Line,
@@ -34,10 +35,10 @@ def open_budget_store(url: str, *, prefix: str = "thrifty:budgets:", lease_s: fl
 
         path = url.removeprefix("sqlite:///")
         if not path:
-            raise ValueError(f"budget store URL {url!r} names no file")
+            raise ValueError(f"budget store URL {redact_url(url)!r} names no file")
         return SQLiteBudgetStore(path, lease_s=lease_s)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from thrifty.stores.budgets.redis import RedisBudgetStore
 
         return RedisBudgetStore(url, prefix=prefix, lease_s=lease_s)
-    raise ValueError(f"unsupported budget store URL {url!r}: use sqlite:///FILE or redis://HOST:PORT/DB")
+    raise ValueError(f"unsupported budget store URL {redact_url(url)!r}: use sqlite:///FILE or redis://HOST:PORT/DB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from thrifty.core.redact import redact_url
 from thrifty.stores.ledger.base import GROUPINGS, GroupBy, LedgerStore, Totals
 from thrifty.stores.ledger.writer import LedgerWriter, WriterStats
 
@@ -17,7 +18,7 @@ def open_ledger(url: str, *, migrate: bool = True) -> LedgerStore:
 
         path = url.removeprefix("sqlite:///")
         if not path:
-            raise ValueError(f"ledger URL {url!r} names no file; e.g. sqlite:///thrifty.db")
+            raise ValueError(f"ledger URL {redact_url(url)!r} names no file; e.g. sqlite:///thrifty.db")
         store = SQLiteLedger(path)
     elif url.startswith(("postgresql://", "postgres://")):
         try:
@@ -28,7 +29,7 @@ def open_ledger(url: str, *, migrate: bool = True) -> LedgerStore:
             ) from error
         store = PostgresLedger(url)
     else:
-        raise ValueError(f"unsupported ledger URL {url!r}: use sqlite:///FILE or postgresql://...")
+        raise ValueError(f"unsupported ledger URL {redact_url(url)!r}: use sqlite:///FILE or postgresql://...")
     if migrate:
         store.migrate()
     return store
