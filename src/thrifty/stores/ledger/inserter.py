@@ -14,6 +14,7 @@ from typing import Any
 
 from thrifty.core.ledger import LEDGER_COLUMNS
 from thrifty.stores.ledger.base import LedgerStore
+from thrifty.stores.ledger.intents import orphaned_intents
 from thrifty.stores.ledger.journal import orphaned_segments, read_segment
 
 __all__ = ["Inserter", "Row"]
@@ -69,21 +70,26 @@ class Inserter:
                 return True
 
     def replay_orphans(self) -> int | None:
-        """Insert and delete every segment no live writer holds. The rows replayed, or None when
+        """Insert and delete every segment no live writer holds, then the intents files of the
+        writers that are gone (see ``intents``): an intent whose final row is in the database
+        writes nothing, the others become ``interrupted`` rows. The rows replayed, or None when
         stopping left some in place (they stay for the next replay)."""
         if self.journal_dir is None:
             return 0
         total = 0
-        for path, fd in orphaned_segments(self.journal_dir):
-            try:
-                rows = list(read_segment(path))
-                for start in range(0, len(rows), self.batch_size):
-                    if not self.insert(rows[start : start + self.batch_size]):
-                        return None
-                path.unlink(missing_ok=True)
-                total += len(rows)
-            finally:
-                os.close(fd)
+        for files in (orphaned_segments, orphaned_intents):
+            for path, fd in files(self.journal_dir):
+                try:
+                    rows = list(read_segment(path))
+                    for start in range(0, len(rows), self.batch_size):
+                        if not self.insert(rows[start : start + self.batch_size]):
+                            return None
+                    path.unlink(missing_ok=True)
+                    total += len(rows)
+                    if rows and files is orphaned_intents:
+                        log.info("ledger: %s: %d calls were in flight when their writer stopped", path.name, len(rows))
+                finally:
+                    os.close(fd)
         return total
 
     def _isolate_bad_rows(self, rows: Sequence[Row]) -> bool:

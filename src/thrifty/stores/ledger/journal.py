@@ -9,7 +9,8 @@ live writer (one that did would take it for a dead writer's, replay it empty and
 the writer appends to the deleted file). A segment is deleted once every row in it is
 in the database. At start-up a writer replays the segments nobody holds a lock on: their writer
 died. Inserts are idempotent on the record id, so replaying rows that did reach the database
-before the crash writes nothing twice.
+before the crash writes nothing twice. Beside its segments a writer keeps one intents file, the
+calls it has sent upstream and not yet recorded (see ``intents``).
 
 Durability: a row is written to the kernel with one ``write(2)`` before ``submit`` returns; it
 survives the process being killed (even with SIGKILL). It is not fsynced, so a power cut can lose
@@ -30,7 +31,17 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Segment", "SegmentFactory", "encode_rows", "orphaned_segments", "read_segment"]
+__all__ = [
+    "Segment",
+    "SegmentFactory",
+    "create_locked",
+    "encode_rows",
+    "orphaned_files",
+    "orphaned_segments",
+    "read_segment",
+    "segments_of",
+    "write_all",
+]
 
 log = logging.getLogger("thrifty.ledger")
 
@@ -59,10 +70,7 @@ class Segment:
 
     def append_encoded(self, data: bytes, rows: int) -> None:
         """Append ``rows`` rows already encoded by ``encode_rows``, in one ``write(2)``."""
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
+        write_all(self.fd, data)
         self.rows += rows
 
     def close_for_append(self) -> None:
@@ -90,23 +98,39 @@ class SegmentFactory:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._stem = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        """Names this writer's files: its segments and its intents file (see ``intents``)."""
+        self._stem = f"{_PREFIX}{self.owner}-"
         self._next = 0
 
     def new(self) -> Segment:
         name = f"{self._stem}{self._next:06d}{_SUFFIX}"
         self._next += 1
-        creating = self.directory / f"{_CREATING}{name}"
         path = self.directory / name
-        fd = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else looks at a .creating- file
-            os.rename(creating, path)  # appears under the segment glob already locked
-        except BaseException:
-            os.close(fd)
-            creating.unlink(missing_ok=True)
-            raise
-        return Segment(path, fd)
+        return Segment(path, create_locked(path))
+
+
+def create_locked(path: Path) -> int:
+    """Create ``path`` holding its lock from the moment it is visible under its name: it is made
+    under a temporary name that no replayer looks at, locked, then renamed. The descriptor."""
+    creating = path.with_name(f"{_CREATING}{path.name}")
+    fd = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else locks a fresh .creating- file
+        os.rename(creating, path)  # appears under its name already locked
+    except BaseException:
+        os.close(fd)
+        creating.unlink(missing_ok=True)
+        raise
+    return fd
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``data`` appended with one ``write(2)`` (more only if the kernel takes part of it)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def encode_rows(rows: Sequence[Sequence[Any]]) -> bytes:
@@ -120,7 +144,18 @@ def orphaned_segments(directory: Path) -> Iterator[tuple[Path, int]]:
     if not directory.is_dir():
         return
     _remove_stale_creations(directory)
-    for path in sorted(directory.glob(f"{_PREFIX}*{_SUFFIX}")):
+    yield from orphaned_files(directory, f"{_PREFIX}*{_SUFFIX}")
+
+
+def segments_of(directory: Path, owner: str) -> list[Path]:
+    """The segments of the writer ``owner`` (``SegmentFactory.owner``) still on disk."""
+    return list(directory.glob(f"{_PREFIX}{owner}-*{_SUFFIX}"))
+
+
+def orphaned_files(directory: Path, pattern: str) -> Iterator[tuple[Path, int]]:
+    """The files matching ``pattern`` that nobody holds a lock on, each with a descriptor holding
+    its lock, checked to still be the file under that name. The caller closes it."""
+    for path in sorted(directory.glob(pattern)):
         fd = _lock_if_free(path)
         if fd is None:
             continue

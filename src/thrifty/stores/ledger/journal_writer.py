@@ -17,6 +17,7 @@ from pathlib import Path
 
 from thrifty.core.ledger import LedgerRecord
 from thrifty.stores.ledger.inserter import Row
+from thrifty.stores.ledger.intents import IntentLog
 from thrifty.stores.ledger.journal import Segment, SegmentFactory, encode_rows
 from thrifty.stores.ledger.sidecar import LEDGER_URL_ENV, status_path
 
@@ -40,6 +41,7 @@ class JournalWriter:
         self._segment_rows = segment_rows
         self._lock = threading.Lock()
         self._factory: SegmentFactory | None = None
+        self._intents: IntentLog | None = None
         self._segment: Segment | None = None
         self._closed_paths: list[Path] = []
         self._submitted = 0
@@ -49,6 +51,7 @@ class JournalWriter:
 
     def start(self) -> None:
         self._factory = SegmentFactory(self._dir)
+        self._intents = IntentLog(self._dir, self._factory.owner)
         self._sidecar = self._spawn()
         self._rotator = threading.Thread(target=self._rotate_periodically, name="thrifty-journal", daemon=True)
         self._rotator.start()
@@ -74,6 +77,15 @@ class JournalWriter:
     def submit_many(self, records: Sequence[LedgerRecord]) -> None:
         self.submit_rows([record.to_values() for record in records])
 
+    def intend(self, record: LedgerRecord) -> None:
+        """Journal the row a call gets should this process die before the call's final row (same
+        id) is submitted: write-ahead, before the call goes upstream (see ``intents``)."""
+        row = record.to_values()
+        with self._lock:
+            if self._intents is None:
+                raise RuntimeError("the ledger writer is not started, or is closed")
+            self._intents.intend(row)
+
     def submit_rows(self, rows: Sequence[Row]) -> None:
         data = encode_rows(rows)
         with self._lock:
@@ -83,6 +95,8 @@ class JournalWriter:
             if segment is None:
                 segment = self._segment = self._factory.new()
             segment.append_encoded(data, len(rows))
+            if self._intents is not None:
+                self._intents.complete(rows)
             self._submitted += len(rows)
             if segment.rows >= self._segment_rows:
                 self._close_segment()
@@ -127,6 +141,11 @@ class JournalWriter:
         flushed = self.flush(timeout)
         with self._lock:
             self._factory = None
+            if self._intents is not None:
+                # Calls still in flight now never get their final row: the sidecar's last pass
+                # records them as interrupted.
+                self._intents.close()
+                self._intents = None
         sidecar = self._sidecar
         if sidecar is not None:
             if sidecar.stdin is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from thrifty.core.ledger import LedgerRecord
 from thrifty.stores.ledger.base import LedgerStore
 from thrifty.stores.ledger.inserter import Inserter, Row
+from thrifty.stores.ledger.intents import IntentLog
 from thrifty.stores.ledger.journal import Segment, SegmentFactory, encode_rows, read_segment
 
 __all__ = ["LedgerWriter", "WriterStats"]
@@ -51,6 +52,7 @@ class LedgerWriter:
     ) -> None:
         self._store = store
         self._factory = SegmentFactory(journal_dir) if journal_dir is not None else None
+        self._intents = IntentLog(journal_dir, self._factory.owner) if self._factory and journal_dir else None
         self._journal_dir = journal_dir
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -92,6 +94,17 @@ class LedgerWriter:
         """Record several calls with one journal write (batch results, imports)."""
         self.submit_rows([record.to_values() for record in records])
 
+    def intend(self, record: LedgerRecord) -> None:
+        """Journal the row a call gets should this process die before the call's final row (same
+        id) is submitted (see ``intents``). Without a journal there is nothing to recover from."""
+        if self._intents is None:
+            return
+        row = record.to_values()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the ledger writer is closed")
+            self._intents.intend(row)
+
     def submit_rows(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
@@ -102,6 +115,8 @@ class LedgerWriter:
             segment = self._segment_for_append()
             if segment is not None:
                 segment.append_encoded(data, len(rows))
+                if self._intents is not None:
+                    self._intents.complete(rows)
             self._submitted += len(rows)
             if self._spilling:
                 assert segment is not None  # spilling needs a journal
@@ -151,6 +166,8 @@ class LedgerWriter:
                 else:
                     segment.detach()
             self._open.clear()
+            if self._intents is not None:
+                self._intents.close()  # calls still in flight: interrupted, for the next writer
         if not flushed and self._submitted > self._written:
             where = f"kept in {self._journal_dir}" if self._factory else "LOST (no journal configured)"
             log.error("ledger: %d rows not written at close: %s", self._submitted - self._written, where)
