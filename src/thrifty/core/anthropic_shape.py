@@ -38,6 +38,34 @@ _NUMBER_RANGES: Final = MappingProxyType({"temperature": (0.0, 1.0), "top_p": (0
 _WHOLE_RANGES: Final = MappingProxyType({"top_k": (0.0, float(2**31))})
 
 
+def _metadata(value: object, path: str) -> object:
+    metadata = v.obj(value, path)
+    v.opt_string(metadata.get("user_id"), f"{path}.user_id")
+    return metadata
+
+
+# The optional fields of Anthropic's Messages reference, each with the type it documents (system,
+# tools and the sampling ranges are checked apart). Fields not listed pass through unchecked.
+_FIELD_CHECKS: Final[Mapping[str, v.Check]] = MappingProxyType(
+    {
+        "cache_control": v.obj,
+        "container": v.string_or_object,
+        "context_management": v.obj,
+        "diagnostics": v.obj,
+        "inference_geo": v.string,
+        "mcp_servers": v.array,
+        "metadata": _metadata,
+        "output_config": v.obj,
+        "service_tier": v.string,
+        "speed": v.string,
+        "stop_sequences": v.strings,
+        "thinking": v.obj,
+        "tool_choice": v.obj,
+        "user_profile_id": v.string,
+    }
+)
+
+
 def parse_anthropic_request(body: object) -> ChatRequest:
     data = v.obj(body, "body")
     model = v.non_empty_string(data.get("model"), "model")
@@ -45,6 +73,7 @@ def parse_anthropic_request(body: object) -> ChatRequest:
     if max_tokens is None:
         raise RequestError("max_tokens", "is required")
     v.sampling(data, _NUMBER_RANGES, _WHOLE_RANGES)
+    v.fields(data, _FIELD_CHECKS)
     system = parse_anthropic_system(data.get("system"), "system")
     messages = parse_anthropic_messages(data.get("messages"), "messages")
     tools = parse_anthropic_tools(data.get("tools"), "tools") if data.get("tools") is not None else ()
@@ -222,9 +251,10 @@ def render_anthropic_request(request: ChatRequest) -> dict[str, Any]:
 
 def _arguments(text: str) -> Any:
     try:
-        return json.loads(text) if text else {}
-    except json.JSONDecodeError:
+        parsed = json.loads(text) if text else {}
+    except (json.JSONDecodeError, RecursionError):
         return {"_raw": text}
+    return parsed if v.within_depth(parsed) else {"_raw": text}
 
 
 def _render_part(part: Part) -> dict[str, Any]:

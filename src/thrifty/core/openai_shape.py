@@ -33,6 +33,64 @@ _NUMBER_RANGES: Final = MappingProxyType(
     {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "frequency_penalty": (-2.0, 2.0), "presence_penalty": (-2.0, 2.0)}
 )
 _WHOLE_RANGES: Final = MappingProxyType({"n": (1.0, 128.0), "top_logprobs": (0.0, 20.0)})
+_TOOL_CHOICES = frozenset({"none", "auto", "required"})
+_LOGIT_BIAS = (-100.0, 100.0)
+
+
+def _stream_options(value: object, path: str) -> object:
+    options = v.obj(value, path)
+    for key in ("include_usage", "include_obfuscation"):
+        v.opt_bool(options.get(key), f"{path}.{key}")
+    return options
+
+
+def _tool_choice(value: object, path: str) -> object:
+    if isinstance(value, str) and value not in _TOOL_CHOICES:
+        raise RequestError(path, f"expected one of {', '.join(sorted(_TOOL_CHOICES))} or an object, got {value!r}")
+    return v.string_or_object(value, path)
+
+
+def _logit_bias(value: object, path: str) -> object:
+    low, high = _LOGIT_BIAS
+    for token, bias in v.obj(value, path).items():
+        number = v.opt_number(bias, f"{path}.{token}")
+        if number is None or not low <= number <= high:
+            raise RequestError(f"{path}.{token}", f"must be a number between {low:g} and {high:g}")
+    return value
+
+
+# The optional fields of OpenAI's Chat Completions reference, each with the type it documents (the
+# sampling ranges above are checked apart). Fields not listed pass through unchecked: a field
+# OpenAI adds tomorrow must not be refused today.
+_FIELD_CHECKS: Final[Mapping[str, v.Check]] = MappingProxyType(
+    {
+        "audio": v.obj,
+        "function_call": v.string_or_object,
+        "functions": v.array,
+        "logit_bias": _logit_bias,
+        "logprobs": v.boolean,
+        "metadata": v.string_map,
+        "modalities": v.strings,
+        "moderation": v.obj,
+        "parallel_tool_calls": v.boolean,
+        "prediction": v.obj,
+        "prompt_cache_key": v.string,
+        "prompt_cache_options": v.obj,
+        "prompt_cache_retention": v.string,
+        "reasoning_effort": v.string,
+        "response_format": v.obj,
+        "safety_identifier": v.string,
+        "seed": v.integer,
+        "service_tier": v.string,
+        "stop": v.string_or_strings,
+        "store": v.boolean,
+        "stream_options": _stream_options,
+        "tool_choice": _tool_choice,
+        "user": v.string,
+        "verbosity": v.string,
+        "web_search_options": v.obj,
+    }
+)
 
 
 def parse_openai_request(body: object) -> ChatRequest:
@@ -44,9 +102,7 @@ def parse_openai_request(body: object) -> ChatRequest:
     if max_tokens is None:
         max_tokens = v.opt_int(data.get("max_tokens"), "max_tokens", 1)
     v.sampling(data, _NUMBER_RANGES, _WHOLE_RANGES)
-    v.opt_bool(data.get("logprobs"), "logprobs")
-    if data.get("seed") is not None:
-        v.opt_int(data.get("seed"), "seed", -(2**63))
+    v.fields(data, _FIELD_CHECKS)
     return ChatRequest(
         model=model,
         messages=messages,

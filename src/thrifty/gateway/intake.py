@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from thrifty.core._validate import check_depth, field_at, too_deep_problem
 from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.messages import RequestError
 from thrifty.core.openai_shape import parse_openai_request
@@ -71,36 +72,18 @@ def decode_json(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as error:
         if "utf-8" in str(error).lower():
             raise Rejection(400, "the request body is not valid UTF-8") from None
+        if str(error).startswith("depth limit exceeded"):  # orjson parses at most 1024 levels
+            name = field_at(body.decode(errors="replace"), error.pos)
+            where = name[:100] if name is not None else "the request body"
+            raise Rejection(400, f"{where}: {too_deep_problem()}") from None
         raise Rejection(400, f"the request body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise Rejection(400, "the request body must be a JSON object")
-    try:  # what is forwarded must encode again: orjson writes at most 254 levels (C speed, ~1 us)
-        orjson.dumps(data)
-    except orjson.JSONEncodeError:
-        where = _too_deep(data, _MAX_DEPTH) or "the request body"
-        if len(where) > 100:
-            where = f"{where[:60]}...{where[-30:]}"
-        raise Rejection(400, f"{where}: nested deeper than {_MAX_DEPTH} levels") from None
+    try:  # what is forwarded must encode again, wrapped or translated: see MAX_DEPTH
+        check_depth(data)
+    except RequestError as error:
+        raise Rejection(400, str(error)) from None
     return data
-
-
-_MAX_DEPTH = 254
-"""The deepest nesting a request body may have: what orjson can write again (no real request
-comes near it)."""
-
-
-def _too_deep(value: Any, limit: int) -> str | None:
-    """The path of the first field nested deeper than ``limit`` (``tools[0].function.parameters...``)."""
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        if depth > limit:
-            return path
-        if isinstance(item, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
-    return None
 
 
 def _thrifty_headers(scope: Scope) -> dict[bytes, bytes]:

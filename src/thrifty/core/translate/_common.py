@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from thrifty.core import _validate as v
+
 __all__ = [
     "Report",
     "ResponseShapeError",
@@ -169,14 +171,15 @@ def tool_input(arguments: str) -> dict[str, Any]:
     OpenAI documents that models may emit invalid JSON here. Rejecting it would break an agent
     loop (and cost a retry of the whole call) over something the tool itself can report; instead
     text that is not a JSON object is kept whole under ``_raw``, as ``render_anthropic_request``
-    already does."""
+    already does. So is an object nested deeper than a request may be (``MAX_DEPTH``): as text it
+    was one string, as an object it would be more than the encoder can write."""
     if not arguments.strip():
         return {}
     try:
         parsed = json.loads(arguments)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return {"_raw": arguments}
-    return parsed if isinstance(parsed, dict) else {"_raw": arguments}
+    return parsed if isinstance(parsed, dict) and v.within_depth(parsed) else {"_raw": arguments}
 
 
 _DATA_URI = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL)
