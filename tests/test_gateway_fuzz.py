@@ -125,7 +125,7 @@ def gateway(simulator_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=near_valid | json_values, path=st.sampled_from(["/v1/chat/completions", "/v1/messages"]))
+@given(body=near_valid | json_values, path=st.sampled_from(["/v1/chat/completions", "/v1/messages", "/v1/embeddings"]))
 def test_no_input_gets_a_server_error(gateway: RunningGateway, body: Any, path: str) -> None:
     response = httpx2.post(
         f"{gateway.url}{path}",
@@ -355,6 +355,38 @@ def test_the_sdks_get_a_400_naming_the_field_inside_an_optional_one(
         message = body["error"]["message"]
     assert message.startswith(expected), message
     assert upstream_calls(gateway) == before
+
+
+EMBEDDING_CASES = [
+    ({"dimensions": "256"}, "dimensions: expected a whole number"),
+    ({"dimensions": 0}, "dimensions: must be at least 1"),
+    ({"dimensions": True}, "dimensions: expected a whole number"),
+    ({"encoding_format": "utf-8"}, "encoding_format: expected 'float' or 'base64'"),
+    ({"user": ["alice"]}, "user: expected a string"),
+    ({"extra_field": "[" * 200 + "]" * 200}, ""),  # a string: no nesting at all, passes through
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), EMBEDDING_CASES)
+def test_embeddings_refuse_a_wrongly_typed_optional_field_before_any_upstream_call(
+    gateway: RunningGateway, extra: dict[str, Any], expected: str
+) -> None:
+    before = upstream_calls(gateway)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    if not expected:
+        client.embeddings.create(model="text-embedding-3-small", input="hi", extra_body=extra)
+        assert upstream_calls(gateway) == before + 1
+        return
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model="text-embedding-3-small", input="hi", extra_body=extra)
+    assert refused.value.body["message"].startswith(expected)  # type: ignore[index]
+    assert upstream_calls(gateway) == before
+
+
+def test_embeddings_refuse_a_body_nested_too_deep(gateway: RunningGateway) -> None:
+    raw = orjson.dumps({"model": "text-embedding-3-small", "input": "hi", "extra_field": DEEP}).decode()
+    response = post(gateway, "/v1/embeddings", raw.replace(f'"{DEEP}"', nested(200, "{")).encode())
+    assert refusal(response, "/v1/embeddings").startswith("extra_field.a.a.a")
 
 
 @pytest.mark.parametrize("metadata", [1, "x", [1], True, 2.5])

@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from thrifty.core import _validate as v
 from thrifty.core.ledger import LedgerRecord
-from thrifty.core.messages import ChatRequest
+from thrifty.core.messages import ChatRequest, RequestError
 from thrifty.core.pricing import Cost, UnknownModelError, format_usd
 from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
 from thrifty.core.tokens.counter import TokenCounter
@@ -46,6 +47,20 @@ def input_tokens(value: Any, counter: TokenCounter, model: str) -> int:
     raise Rejection(400, "input: expected a non-empty string, array of strings, token array or array of token arrays")
 
 
+def _dimensions(value: object, path: str) -> object:
+    return v.opt_int(value, path, 1)
+
+
+def _encoding_format(value: object, path: str) -> object:
+    if value not in ("float", "base64"):
+        raise RequestError(path, f"expected 'float' or 'base64', got {value!r}"[:200])
+    return value
+
+
+# The optional fields of OpenAI's embeddings reference; others pass through unchecked.
+_FIELD_CHECKS: dict[str, v.Check] = {"dimensions": _dimensions, "encoding_format": _encoding_format, "user": v.string}
+
+
 async def handle_embeddings(
     runtime: Runtime, body: dict[str, Any], request_id: str, started: float, who: Attribution, size: int = 0
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -54,6 +69,10 @@ async def handle_embeddings(
         raise Rejection(400, "model: expected a non-empty string")
     if "input" not in body:
         raise Rejection(400, "input: is required")
+    try:
+        v.fields(body, _FIELD_CHECKS)
+    except RequestError as error:
+        raise Rejection(400, str(error)) from None
     route = runtime.routes.get(model)
     if route is None:
         raise Rejection(404, f"unknown model {model!r}", "not_found_error", "model_not_found")
