@@ -156,7 +156,9 @@ def test_thrifty_takes_retry_and_timeout_settings(simulator_url: str, tmp_path: 
         runtime.runtime.writer.flush(timeout=10)
     finally:
         runtime.close()
-    (row,) = _rows(f"sqlite:///{tmp_path / 'l.db'}")
+    rows = _rows(f"sqlite:///{tmp_path / 'l.db'}")
+    (row,) = [r for r in rows if r.status == "error"]
     assert len(row.details["attempts"]) == 2  # retry.attempts, each cut at the timeout
+    assert sorted(r.status for r in rows) == ["error", "timeout", "timeout"]  # each a row at its lower bound
     with pytest.raises(ValueError, match="attempts"):
         thrifty.Thrifty(ledger=f"sqlite:///{tmp_path / 'm.db'}", retry={"attempts": 0})

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.support.gateway import RunningGateway, expected_cost, running_gateway
+from thrifty.core.usage import Usage
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
 
@@ -153,6 +154,8 @@ def test_an_unreachable_upstream_is_a_502_in_the_clients_shape(simulator_url: st
 
 
 def test_an_attempt_that_hangs_times_out_and_the_retry_answers(simulator_url: str, tmp_path: Path) -> None:
+    """The provider works on (and bills) an attempt thrifty gave up waiting for: it gets a row of
+    its own, its input priced as a lower bound, besides the call's row."""
     retry = {"attempts": 2, "attempt_timeout_s": 0.5, "backoff_base_s": 0.01, "backoff_max_s": 0.02}
     with running_gateway(simulator_url, tmp_path, retry=retry) as gateway:
         gateway.fault("gpt-4o-mini", "timeout", times=1)
@@ -161,9 +164,59 @@ def test_an_attempt_that_hangs_times_out_and_the_retry_answers(simulator_url: st
         completion = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
         assert completion.choices[0].message.content
         assert 0.5 <= time.perf_counter() - began < 5
-        (record,) = gateway.records(1)
-        first, second = record.details["attempts"]
-        assert "error" in first and second["status"] == 200
+        rows = gateway.records(2)
+    (lost,) = [r for r in rows if r.status == "timeout"]
+    (answered,) = [r for r in rows if r.status == "ok"]
+    assert len(rows) == 2 and lost.request_id == answered.request_id
+    first, second = answered.details["attempts"]
+    assert "error" in first and first["cost_lower_bound"] is True and second["status"] == 200
+    # Priced at what is known: the input the provider read (counted as the provider counts it).
+    assert lost.details["cost_lower_bound"] is True
+    assert lost.usage == Usage(input_tokens=answered.usage.input_tokens)
+    assert lost.cost is not None and lost.cost.total > 0
+    assert lost.cost.total == expected_cost(lost.usage, "gpt-4o-mini", lost)
+    assert lost.served_model == "gpt-4o-mini" and lost.provider == "openai"
+
+
+def test_a_call_whose_every_attempt_times_out_is_not_recorded_as_free(simulator_url: str, tmp_path: Path) -> None:
+    retry = {"attempts": 2, "attempt_timeout_s": 0.3, "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+    with running_gateway(simulator_url, tmp_path, retry=retry) as gateway:
+        gateway.fault("gpt-4o-mini", "timeout", times=2)
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as raised:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        assert raised.value.status_code == 502
+        rows = gateway.records(3)
+    lost = [r for r in rows if r.status == "timeout"]
+    (call,) = [r for r in rows if r.status == "error"]
+    assert len(rows) == 3 and len(lost) == 2
+    assert all(r.cost is not None and r.cost.total > 0 and r.details["cost_lower_bound"] for r in lost)
+    assert "no answer within 0.3 s" in (call.error or "")
+
+
+def test_a_whole_response_cut_short_is_retried_as_the_policy_says(
+    gateway: RunningGateway, client: openai.OpenAI
+) -> None:
+    """The body stops half-way (the connection closes before Content-Length bytes came): the
+    provider answered, so it billed; the retry policy applies as to a 5xx."""
+
+    def dropped() -> int:
+        stats = httpx2.get(f"{gateway.simulator_url}/_simulator/stats").json()
+        return int(stats["faults"].get("gpt-4o-mini", {}).get("drop-after=1", 0))
+
+    before = dropped()
+    gateway.fault("gpt-4o-mini", "drop-after=1", times=2)
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)  # type: ignore[arg-type]
+    assert completion.choices[0].message.content
+    rows = gateway.records(3)
+    cut = [r for r in rows if r.status == "incomplete"]
+    (answered,) = [r for r in rows if r.status == "ok"]
+    assert len(rows) == 3 and len(cut) == 2
+    attempts = answered.details["attempts"]
+    assert len(attempts) == 3 and attempts[-1]["status"] == 200
+    assert all("cut short" in a["error"] for a in attempts[:2])
+    assert all(r.cost is not None and r.cost.total > 0 and r.details["cost_lower_bound"] for r in cut)
+    assert dropped() - before == 2  # the simulator did cut both bodies short
 
 
 def test_azure_style_deployments(simulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

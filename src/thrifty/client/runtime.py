@@ -33,6 +33,7 @@ from thrifty.core.pricing import PriceBook
 from thrifty.core.routing.checks import AnswerCheck
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline import Call, Pipeline, Result
+from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.build import Services, build_steps, retry_policy
 from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
 from thrifty.pipeline.limits import Limits
@@ -204,6 +205,7 @@ class InProcessRuntime:
                 retry_policy(self.retry, timeout),
                 self.counter,
                 pacer=self.limits.pacer if self.limits is not None else None,
+                attempts=AttemptLedger(self.prices, self.writer, self.counter),
             )
             if len(self._dispatchers) < _MAX_DISPATCHERS:
                 self._dispatchers[timeout] = dispatcher

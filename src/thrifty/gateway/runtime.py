@@ -20,6 +20,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.tokens.encodings import Encodings
 from thrifty.gateway.auth import KeyCache, is_loopback
 from thrifty.pipeline import Pipeline
+from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.build import Services, build_steps, retry_policy
 from thrifty.pipeline.call import Step
 from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
@@ -155,6 +156,7 @@ class Runtime:
             self.counter,
             prompt_breakpoints=self.config.cache.prompt.anthropic_breakpoints,
             pacer=self.limits.pacer if self.limits is not None else None,
+            attempts=AttemptLedger(self.prices, self.writer, self.counter),
         )
         if self.limits is not None:
             await self.limits.start()

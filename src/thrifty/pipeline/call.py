@@ -85,6 +85,9 @@ class Call:
     embeddings: dict[str, Any] = field(default_factory=dict)
     """The last user message's embedding by embedder name: computed once, by whichever step
     (semantic cache, learned router) needs it first."""
+    record_id: str | None = None
+    """The ledger id of the call's next row: set by the dispatcher when it journals the call's
+    intent (the row supersedes it), taken by the record step; None: a new id."""
 
 
 @dataclass(slots=True)

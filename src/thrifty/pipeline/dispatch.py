@@ -2,8 +2,11 @@
 larger-context model when the request does not fit.
 
 Only a provider's answer of 200 starts a response to the client; until then a failure can be
-retried or handed to a fallback. Failed attempts are not billed by providers; each one is noted
-in the call's details (``attempts``) and the call is recorded once.
+retried or handed to a fallback -- a whole response cut short, or one that is not the JSON it
+should be, included. Each attempt is noted in the call's details (``attempts``) and the call is
+recorded once. A refused attempt is not billed by providers; one the provider may have billed
+without answering (a timeout while it worked, an answer cut short) gets a row of its own, and
+before the first attempt the call's intent is journalled (write-ahead: see ``attempts``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import orjson
 from thrifty.core.prompt_cache import add_breakpoints
 from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
 from thrifty.core.tokens.counter import TokenCounter
+from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.call import Call, Result, StreamState
 from thrifty.pipeline.conversions import BadUpstreamResponse, conversion_for, error_body
 from thrifty.providers.sse import read_events
@@ -104,6 +108,8 @@ class _Failure:
         self.body: bytes | None = None
         self.message = "no upstream attempt was made"
         self.kind = "api_error"
+        self.intended = False
+        """The call's intent is journalled (once, before its first attempt)."""
 
 
 class Dispatcher:
@@ -119,6 +125,7 @@ class Dispatcher:
         sleep: Callable[[float], Any] = asyncio.sleep,
         prompt_breakpoints: bool = True,
         pacer: Pacer | None = None,
+        attempts: AttemptLedger | None = None,
     ) -> None:
         self.routes = routes
         self.session = session
@@ -128,6 +135,7 @@ class Dispatcher:
         self.sleep = sleep
         self.prompt_breakpoints = prompt_breakpoints
         self.pacer = pacer
+        self.attempts = attempts
         # One timeout object each way, not one a request.
         # No sock_read for whole responses: the total (the same figure, counted from the start)
         # always expires first, and a read timeout costs a timer reset on every chunk received.
@@ -201,30 +209,23 @@ class Dispatcher:
             attempts.append({"model": route.name, "error": str(error)})
             return None
         url = route.upstream.chat_url(route.upstream_model)
-        headers = route.upstream.headers()
         for attempt in range(policy.attempts):
             began = time.perf_counter()
             note: dict[str, Any] = {"model": route.name, "provider": route.upstream.name}
             attempts.append(note)
-            timeout = self._stream_timeout if call.stream else self._whole_timeout
-            if self.pacer is not None:
-                await self.pacer.before(call, route)  # the provider's own limits, from its last headers
-            try:
-                response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
-            except (aiohttp.ClientError, TimeoutError) as error:
-                note.update(error=_describe(error), ms=_ms(began))
-                failure.status, failure.body, failure.kind = 502, None, "api_error"
-                failure.message = f"{route.name}: upstream unreachable: {_describe(error)}"
-                if attempt + 1 < policy.attempts:
-                    await self.sleep(backoff_delay(attempt, policy.backoff_base, policy.backoff_max, self.random))
+            response = await self._send(call, route, url, payload, note, failure)
+            if response is None:
+                await self._retry_pause(attempt, None, note)
                 continue
-            if self.pacer is not None:
-                self.pacer.observe(route, response.headers)
             if response.status == 200:
                 note.update(status=200)
                 if call.stream:
                     return self._stream_result(call, route, response, conversion, began, note)
-                return await self._whole_result(call, route, response, conversion, began, note, failure)
+                result = await self._whole_result(call, route, response, conversion, began, note, failure)
+                if result is not None:
+                    return result
+                await self._retry_pause(attempt, None, note)  # cut short or not JSON: retried as a 5xx
+                continue
             raw = await _read_quietly(response)
             note.update(status=response.status, ms=_ms(began))
             failure.status, failure.kind = response.status, "api_error"
@@ -239,15 +240,45 @@ class Dispatcher:
             if wait is not None and wait > policy.retry_after_max:
                 note["wait_asked_s"] = wait
                 return None  # too long to wait here: the fallbacks may answer now
-            if attempt + 1 < policy.attempts:
-                delay = (
-                    wait
-                    if wait is not None
-                    else backoff_delay(attempt, policy.backoff_base, policy.backoff_max, self.random)
-                )
-                note["retry_in_s"] = round(delay, 3)
-                await self.sleep(delay)
+            await self._retry_pause(attempt, wait, note)
         return None
+
+    async def _send(
+        self, call: Call, route: Route, url: str, payload: bytes, note: dict[str, Any], failure: _Failure
+    ) -> aiohttp.ClientResponse | None:
+        """One attempt's request; None when no answer came (noted in ``failure``)."""
+        began = time.perf_counter()
+        if self.pacer is not None:
+            await self.pacer.before(call, route)  # the provider's own limits, from its last headers
+        if not failure.intended and self.attempts is not None:
+            failure.intended = True
+            self.attempts.intend(call, route)  # write-ahead: journalled before anything is sent
+        timeout = self._stream_timeout if call.stream else self._whole_timeout
+        try:
+            response = await self.session.post(url, data=payload, headers=route.upstream.headers(), timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            note.update(error=_describe(error), ms=_ms(began))
+            failure.status, failure.body, failure.kind = 502, None, "api_error"
+            if _may_be_billed(error):
+                failure.message = f"{route.name}: no answer within {self.policy.attempt_timeout:g} s"
+                self._lost(call, route, "timeout", failure.message, note)
+            else:
+                failure.message = f"{route.name}: upstream unreachable: {_describe(error)}"
+            return None
+        if self.pacer is not None:
+            self.pacer.observe(route, response.headers)
+        return response
+
+    async def _retry_pause(self, attempt: int, wait: float | None, note: dict[str, Any]) -> None:
+        """Before the next attempt, if there is one: the provider's wait, else backoff."""
+        policy = self.policy
+        if attempt + 1 >= policy.attempts:
+            return
+        if wait is None:
+            wait = backoff_delay(attempt, policy.backoff_base, policy.backoff_max, self.random)
+        delay = wait
+        note["retry_in_s"] = round(delay, 3)
+        await self.sleep(delay)
 
     async def _whole_result(
         self,
@@ -259,12 +290,15 @@ class Dispatcher:
         note: dict[str, Any],
         failure: _Failure,
     ) -> Result | None:
+        """The answer, or None when it was cut short or is not a response (noted in ``failure``;
+        the provider answered, so it billed: the attempt gets its own row)."""
         first_byte = time.perf_counter()
         try:
             raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
             note.update(error=f"response cut short: {_describe(error)}", ms=_ms(began))
             failure.status, failure.body, failure.message = 502, None, f"{route.name}: response cut short"
+            self._lost(call, route, "timeout" if isinstance(error, TimeoutError) else "incomplete", note["error"], note)
             return None
         finally:
             response.release()
@@ -273,6 +307,7 @@ class Dispatcher:
         except BadUpstreamResponse as error:
             note.update(error=str(error), ms=_ms(began))
             failure.status, failure.body, failure.message = 502, None, f"{route.name}: {error}"
+            self._lost(call, route, "incomplete", str(error), note)
             return None
         note["ms"] = _ms(began)
         return Result(
@@ -287,6 +322,11 @@ class Dispatcher:
             first_byte_at=first_byte,
             output_text=text if usage is None else None,
         )
+
+    def _lost(self, call: Call, route: Route, status: str, error: str, note: dict[str, Any]) -> None:
+        if self.attempts is not None:
+            note["cost_lower_bound"] = True
+            self.attempts.lost(call, route, status, error, note)
 
     def _stream_result(
         self,
@@ -355,6 +395,12 @@ def _context_too_long(status: int, raw: bytes) -> bool:
         return False
     text = raw[:2000].lower()
     return b"context_length_exceeded" in text or b"prompt is too long" in text or b"maximum context length" in text
+
+
+def _may_be_billed(error: BaseException) -> bool:
+    """The request was sent and the provider may be working on it (billing it) when we gave up:
+    a timeout waiting for the answer. Not a refused or timed-out connection: nothing was sent."""
+    return isinstance(error, TimeoutError) and not isinstance(error, aiohttp.ConnectionTimeoutError)
 
 
 def _describe(error: BaseException) -> str:

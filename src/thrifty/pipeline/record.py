@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any, Protocol
 
-from thrifty.core.ledger import LedgerRecord
+from thrifty.core.ledger import LedgerRecord, new_record_id
 from thrifty.core.pricing import Cost, PriceBook, UnknownModelError, format_usd
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
@@ -169,7 +169,9 @@ class RecordStep:
         if result.stream_state is not None and result.stream_state.finish_reason:
             details["finish_reason"] = result.stream_state.finish_reason
         attribution = call.attribution
+        record_id, call.record_id = call.record_id or new_record_id(), None  # an intent's id: superseded
         record = LedgerRecord(
+            id=record_id,
             requested_model=call.request.model,  # call.model is what served (routing may change it)
             ts=call.ts,
             request_id=call.request_id,

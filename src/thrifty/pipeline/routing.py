@@ -396,6 +396,7 @@ class RouterStep:
             savings={},
             cost_listeners=[],
         )
+        call.record_id = None  # the attempt's row supersedes the first dispatch's intent; the call's, the next
         attempt.cost_listeners.append(extra_call_listener(attempt, "routing"))
         attempt.cost_listeners.extend(inner)
         for key in ("attempts", "context_fallback", "translation"):
