@@ -20,6 +20,7 @@ from thrifty.core.usage import Usage
 from thrifty.gateway.app import Gateway
 from thrifty.gateway.runtime import Runtime
 from thrifty.stores.ledger import open_ledger
+from thrifty.web.guard import uvicorn_config
 
 MODELS: list[dict[str, Any]] = [
     {"name": "gpt-4o", "provider": "openai", "fallbacks": ["gpt-4o-mini"]},
@@ -96,7 +97,8 @@ def running_gateway(simulator_url: str, home: Path, **overrides: Any) -> Iterato
     config = gateway_config(simulator_url, home, **overrides)
     catalogue, encodings = shared_parts()
     runtime = Runtime.from_config(config, home, catalogue=catalogue, encodings=encodings)
-    server = ServerThread(Gateway(runtime)).start()
+    app = Gateway(runtime)
+    server = ServerThread(app, uvicorn_config(app, config.server)).start()  # served as thrifty serve does
     try:
         yield RunningGateway(runtime, server, simulator_url)
     finally:

@@ -14,13 +14,14 @@ import uvicorn
 class ServerThread:
     """An ASGI app served on 127.0.0.1 at a free port, with its lifespan, until ``stop``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, config: uvicorn.Config | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, http="httptools", lifespan="on", log_level="warning", access_log=False)
+        if config is None:
+            config = uvicorn.Config(app, http="httptools", lifespan="on", log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
 

@@ -9,11 +9,14 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from thrifty.cli.common import CliError
+
+if TYPE_CHECKING:
+    from thrifty.config.gateway import ServerSpec
 from thrifty.core.redact import RedactingFilter, redact_url
 
 __all__ = ["serve"]
@@ -80,7 +83,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
         raise CliError(str(error)) from None
     _banner(runtime, f"{listen_host}:{listen_port}", listen_host, simulator_url)
     _settle_memory()
-    _run(Gateway(runtime), gateway_socket, simulator_socket)
+    _run(Gateway(runtime), config.server, gateway_socket, simulator_socket)
 
 
 def _banner(runtime: Any, address: str, listen_host: str, simulator_url: str | None) -> None:
@@ -124,22 +127,16 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run(app: object, gateway_socket: socket.socket, simulator_socket: socket.socket | None) -> None:
+def _run(
+    app: object, server_spec: ServerSpec, gateway_socket: socket.socket, simulator_socket: socket.socket | None
+) -> None:
     import uvicorn
     import uvloop
 
+    from thrifty.web.guard import uvicorn_config
+
     def server(asgi: object) -> uvicorn.Server:
-        config = uvicorn.Config(
-            asgi,  # type: ignore[arg-type]
-            http="httptools",
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            proxy_headers=False,  # X-Forwarded-* rewriting is for apps that build URLs; this one does not
-            server_header=False,
-            timeout_keep_alive=30,
-        )
-        return uvicorn.Server(config)
+        return uvicorn.Server(uvicorn_config(asgi, server_spec))
 
     async def main() -> None:
         servers = [(server(app), gateway_socket)]

@@ -43,6 +43,19 @@ class ServerSpec(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = 4000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     """Larger request bodies are refused with 413 before they are read in full."""
+    max_messages: Annotated[int, Field(ge=1)] = 10_000
+    """More messages in one request are refused with 413 before they are parsed or counted."""
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """A request whose headers take longer gets a 408 and the connection is closed (slowloris)."""
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """A request whose body takes longer to arrive gets a 408."""
+    max_connections: Annotated[int, Field(ge=1)] = 4096
+    """Connections past this get a 429 and are closed at once."""
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 256
+    """Connections from one client address past this get a 429 and are closed at once."""
+    offload_bytes: Annotated[int, Field(ge=0)] = 256 * 1024
+    """Bodies larger than this are parsed and counted on a worker thread: the event loop goes on
+    serving everyone else meanwhile."""
 
 
 class StorageSpec(_Strict):

@@ -20,6 +20,7 @@ from thrifty.pipeline.call import ClientAPI, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.web.asgi import (
     BodyTooLarge,
+    BodyTooSlow,
     ClientGone,
     Receive,
     Scope,
@@ -44,6 +45,7 @@ _KINDS_BY_STATUS = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "request_too_large",
     415: "invalid_request_error",
     429: "rate_limit_error",
@@ -140,11 +142,24 @@ class Gateway:
         content_type = header(scope, b"content-type")
         if content_type is not None and not content_type.split(b";")[0].strip().lower().endswith(b"json"):
             raise Rejection(415, f"unsupported content type {content_type.decode('latin-1')!r}; send application/json")
+        server = self.runtime.config.server
         try:
-            raw = await read_body(receive, self.runtime.config.server.max_body_bytes)
+            raw = await read_body(receive, server.max_body_bytes, server.body_timeout_s)
         except BodyTooLarge as error:
             raise Rejection(413, str(error), kind="request_too_large") from None
-        return decode_json(raw), len(raw)
+        except BodyTooSlow as error:
+            raise Rejection(408, f"{error} (server.body_timeout_s)", code="request_timeout") from None
+        # A large body is decoded on a worker thread: the loop goes on serving small requests.
+        body = await asyncio.to_thread(decode_json, raw) if len(raw) > server.offload_bytes else decode_json(raw)
+        messages = body.get("messages")
+        if isinstance(messages, list) and len(messages) > server.max_messages:
+            raise Rejection(
+                413,
+                f"messages: {len(messages):,} messages, more than this gateway takes in one request "
+                f"({server.max_messages:,}; server.max_messages)",
+                kind="request_too_large",
+            )
+        return body, len(raw)
 
     async def _authenticate(self, scope: Scope) -> Binding | None:
         keys = self.runtime.keys
@@ -168,7 +183,10 @@ class Gateway:
         binding: Binding | None,
     ) -> None:
         body, size = await self._read_json(scope, receive)
-        call = build_call(scope, body, client, binding, request_id, started, size)
+        if size > self.runtime.config.server.offload_bytes:  # parsed on a worker thread, as decoded
+            call = await asyncio.to_thread(build_call, scope, body, client, binding, request_id, started, size)
+        else:
+            call = build_call(scope, body, client, binding, request_id, started, size)
         if self.runtime.routes.get(call.model) is None:
             known = ", ".join(self.runtime.routes.names())
             raise Rejection(
@@ -229,7 +247,10 @@ async def _reject(send: Send, client: ClientAPI, request_id: str, rejection: Rej
     if kind == "invalid_request_error":
         kind = _KINDS_BY_STATUS.get(rejection.status, kind)
     body = error_body(client, rejection.status, rejection.message, kind, rejection.code)
-    await send_response(send, rejection.status, body, [_id_header(request_id)], _JSON)
+    headers = [_id_header(request_id)]
+    if rejection.status in (408, 413):  # the rest of the body is not read: the connection ends here
+        headers.append((b"connection", b"close"))
+    await send_response(send, rejection.status, body, headers, _JSON)
 
 
 def _id_header(request_id: str) -> tuple[bytes, bytes]:

@@ -15,6 +15,7 @@ import orjson
 __all__ = [
     "ASGIApp",
     "BodyTooLarge",
+    "BodyTooSlow",
     "ClientGone",
     "Headers",
     "Receive",
@@ -51,6 +52,12 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class BodyTooSlow(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
+        self.seconds = seconds
+
+
 class ClientGone(Exception):
     """The client disconnected before the whole request body arrived."""
 
@@ -63,8 +70,19 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes without reading them all."""
+async def read_body(receive: Receive, limit: int, timeout_s: float | None = None) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes without reading them all, and a
+    body that takes longer than ``timeout_s`` to arrive (a client trickling it holds a connection)."""
+    if timeout_s is None:
+        return await _read_body(receive, limit)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_body(receive, limit)
+    except TimeoutError:
+        raise BodyTooSlow(timeout_s) from None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
