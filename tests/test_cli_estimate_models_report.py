@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ import pytest
 from thrifty.cli.main import main
 from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing import PriceBook
-from thrifty.stores.ledger import open_ledger
+from thrifty.core.pricing.rates import Cost
+from thrifty.stores.ledger import LedgerWriter, open_ledger
 
 MTOK = Decimal(1_000_000)
 DEMO_MODELS = {"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "claude-haiku-4-5"}
@@ -419,3 +420,40 @@ def test_the_cache_share_counts_only_calls_the_cache_decided_on(cli: Cli, tmp_pa
     run = cli("report", "--ledger", url)
     assert run.code == 0, run.err
     assert "cache: 50.0% answered from the cache (1 hit, 1 miss)" in run.out
+
+
+def test_report_shows_lower_bound_rows_apart(cli: Cli, tmp_path: Path) -> None:
+    """Calls in flight at a crash (interrupted) and attempts the provider may have billed without
+    answering (timeout, incomplete) are in the total at their lower bound, and said to be."""
+    url = f"sqlite:///{tmp_path / 'partial.db'}"
+    at = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    rows = [("ok", "0.002")] * 3 + [("interrupted", "0.0004")] * 2 + [("timeout", "0.0001"), ("incomplete", "0.0003")]
+    store = open_ledger(url)
+    writer = LedgerWriter(store, journal_dir=None)
+    writer.start()
+    writer.submit_many(
+        [
+            LedgerRecord(requested_model="gpt-4o", ts=at, status=status, cost=Cost(uncached_input=Decimal(cost)))
+            for status, cost in rows
+        ]
+    )
+    writer.close()
+    store.close()
+    result = report_json(cli, url)
+    assert result["totals"]["calls"] == 7 and Decimal(result["totals"]["cost_usd"]) == Decimal("0.0072")
+    assert result["lower_bounds"] == {
+        "calls": 4,
+        "cost_usd": "0.0012",
+        "by_status": {
+            "interrupted": {"calls": 2, "cost_usd": "0.0008"},
+            "timeout": {"calls": 1, "cost_usd": "0.0001"},
+            "incomplete": {"calls": 1, "cost_usd": "0.0003"},
+        },
+    }
+    run = cli("report", "--ledger", url, "--by", "model")
+    assert run.code == 0, run.err
+    (line,) = [line for line in run.out.splitlines() if "lower bounds" in line]
+    assert "2 interrupted" in line and "1 timed out" in line and "1 cut short" in line
+    assert "at least $0.0012" in line
+    ok_only = report_json(cli, url, "--until", "2026-12-01T11:00:00")
+    assert ok_only["lower_bounds"]["calls"] == 0

@@ -22,7 +22,7 @@ from thrifty.cli.common import (
     store_error,
     usd,
 )
-from thrifty.core.ledger import LedgerRecord
+from thrifty.core.ledger import LOWER_BOUND_STATUSES, LedgerRecord
 from thrifty.core.pricing import format_usd
 from thrifty.core.redact import redact_url
 from thrifty.core.usage import Usage
@@ -95,11 +95,13 @@ def report(
     try:
         sections = {g: store.totals(g, since, until) for g in wanted}  # type: ignore[arg-type]
         caching = store.totals("cache", since, until)
+        by_status = store.totals("status", since, until)
         savings = store.savings(since, until)
     finally:
         store.close()
     overall = _overall(next(iter(sections.values())))
     hits = {t.key: t.calls for t in caching}
+    partial = [t for t in by_status if t.key in LOWER_BOUND_STATUSES]
     budget_rows = budget_report(url, budgets_url)
     if as_json:
         emit_json(
@@ -109,6 +111,7 @@ def report(
                 "until": until,
                 "totals": _totals_json(overall),
                 "cache": hits,
+                "lower_bounds": _lower_bounds_json(partial),
                 "savings_usd": {k: format_usd(v) for k, v in savings.items()},
                 "by": {g: [_totals_json(t) for t in rows] for g, rows in sections.items()},
                 "budgets": budget_rows,
@@ -121,6 +124,7 @@ def report(
     )
     if overall.unpriced_calls:
         click.echo(f"  {overall.unpriced_calls:,} calls have no known price and are not in the total")
+    _print_lower_bounds(partial)
     _print_savings(overall, hits, savings)
     for group, rows in sections.items():
         click.echo(f"\nby {group}:")
@@ -149,6 +153,30 @@ def _print_savings(overall: Totals, hits: dict[str | None, int], savings: dict[s
         detail = ", ".join(f"{k} {usd(v)}" for k, v in sorted(savings.items(), key=lambda kv: -kv[1]))
         percent = f" ({total / spent_without * 100:.1f}% of {usd(spent_without)})" if spent_without > 0 else ""
         click.echo(f"  saved {usd(total)}{percent}: {detail}")
+
+
+_PARTIAL_NAMES = {"interrupted": "interrupted", "timeout": "timed out", "incomplete": "cut short"}
+
+
+def _print_lower_bounds(partial: list[Totals]) -> None:
+    """Rows whose cost is known only in part: calls in flight when their process stopped, and
+    attempts the provider may have billed without answering in full."""
+    if not partial:
+        return
+    cost = sum((t.cost_usd for t in partial), start=Decimal(0))
+    parts = ", ".join(f"{t.calls:,} {_PARTIAL_NAMES.get(t.key or '', t.key)}" for t in partial)
+    click.echo(
+        f"  lower bounds: {parts}: at least {usd(cost)} of the total "
+        "(their input at the model's price; what was generated is not known)"
+    )
+
+
+def _lower_bounds_json(partial: list[Totals]) -> dict[str, Any]:
+    return {
+        "calls": sum(t.calls for t in partial),
+        "cost_usd": format_usd(sum((t.cost_usd for t in partial), start=Decimal(0))),
+        "by_status": {t.key: {"calls": t.calls, "cost_usd": format_usd(t.cost_usd)} for t in partial},
+    }
 
 
 def _overall(rows: list[Totals]) -> Totals:

@@ -15,7 +15,13 @@ import orjson
 from thrifty.core.pricing.rates import Cost, format_usd
 from thrifty.core.usage import Usage
 
-__all__ = ["LEDGER_COLUMNS", "LedgerRecord", "new_record_id"]
+__all__ = ["INTERRUPTED", "LEDGER_COLUMNS", "LOWER_BOUND_STATUSES", "LedgerRecord", "new_record_id"]
+
+INTERRUPTED = "interrupted"
+"""The status of a call whose process stopped while it was in flight (recovered from its intent)."""
+LOWER_BOUND_STATUSES = (INTERRUPTED, "timeout", "incomplete")
+"""Rows of calls or attempts a provider may have billed whose cost is only known in part (their
+input at the model's price; details ``cost_lower_bound``): ``thrifty report`` shows them apart."""
 
 
 def new_record_id() -> str:

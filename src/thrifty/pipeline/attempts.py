@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from thrifty.core.ledger import LedgerRecord, new_record_id
+from thrifty.core.ledger import INTERRUPTED, LedgerRecord, new_record_id
 from thrifty.core.pricing import Cost, PriceBook, UnknownModelError
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
@@ -28,11 +28,7 @@ from thrifty.pipeline.record import RecordSink
 if TYPE_CHECKING:
     from thrifty.pipeline.dispatch import Route
 
-__all__ = ["INTERRUPTED", "LOWER_BOUND_STATUSES", "AttemptLedger", "IntentSink"]
-
-INTERRUPTED = "interrupted"
-LOWER_BOUND_STATUSES = (INTERRUPTED, "timeout", "incomplete")
-"""Statuses whose cost is a lower bound: ``thrifty report`` shows them apart."""
+__all__ = ["AttemptLedger", "IntentSink"]
 
 _INTERRUPTED_ERROR = "no outcome was recorded: the process stopped while the call was in flight"
 
