@@ -162,3 +162,25 @@ def test_thrifty_takes_retry_and_timeout_settings(simulator_url: str, tmp_path: 
     assert sorted(r.status for r in rows) == ["error", "timeout", "timeout"]  # each a row at its lower bound
     with pytest.raises(ValueError, match="attempts"):
         thrifty.Thrifty(ledger=f"sqlite:///{tmp_path / 'm.db'}", retry={"attempts": 0})
+
+
+def test_a_claude_model_through_an_openai_compatible_host_is_priced_as_anthropics(
+    simulator_url: str, tmp_path: Path
+) -> None:
+    from thrifty.core.pricing import PriceBook
+    from thrifty.core.usage import Usage
+
+    ledger = f"sqlite:///{tmp_path / 'l.db'}"
+    runtime = thrifty.Thrifty(ledger=ledger, journal_dir=tmp_path / "journal")
+    try:
+        client = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"))
+        reply = client.chat.completions.create(model="claude-haiku-4-5", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        runtime.runtime.writer.flush(timeout=10)
+    finally:
+        runtime.close()
+    claude, gpt = sorted(_rows(ledger), key=lambda r: r.requested_model)
+    assert claude.provider == "anthropic" and gpt.provider == "openai"  # the model's provider, not the host
+    assert claude.cost is not None and "price_error" not in claude.details
+    usage = Usage.from_openai(reply.usage.model_dump())  # type: ignore[union-attr]
+    assert claude.cost.total == PriceBook().price(usage, "claude-haiku-4-5", at=claude.ts).cost.total

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 import httpx2
 
 from thrifty.client.runtime import InProcessRuntime
+from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.gateway.intake import Binding, Rejection, build_call, decode_json, new_request_id
 from thrifty.pipeline import Call, Result
 from thrifty.pipeline.call import ClientAPI
@@ -23,15 +24,39 @@ _HOP_HEADERS = frozenset({"host", "content-length", "accept-encoding", "connecti
 _ENDPOINTS: tuple[tuple[str, ClientAPI], ...] = (("/chat/completions", "openai"), ("/v1/messages", "anthropic"))
 
 
-class _FixedUpstream(Upstream):
-    """The provider the SDK was pointed at: the exact URL it built (Azure query string included)."""
+_OFFICIAL_HOSTS = {"api.openai.com": "openai", "api.anthropic.com": "anthropic"}
 
-    def __init__(self, url: str, client: ClientAPI, headers: Mapping[str, str]) -> None:
-        super().__init__(httpx2.URL(url).host or "upstream", client, url, headers)
+
+class _FixedUpstream(Upstream):
+    """The provider the SDK was pointed at: the exact URL it built (Azure query string included).
+
+    Only the providers' own hosts pin the price catalogue's provider: an OpenAI-compatible host
+    (OpenRouter, vLLM, LiteLLM, a local server) serves many providers' models, so a model is priced
+    as its own provider's (``claude-haiku-4-5`` as Anthropic's) and the ledger names that provider,
+    not the host."""
+
+    def __init__(self, url: str, client: ClientAPI, headers: Mapping[str, str], prices: PriceBook, model: str) -> None:
+        host = httpx2.URL(url).host or "upstream"
+        pinned = _OFFICIAL_HOSTS.get(host) or ("azure" if host.endswith(".openai.azure.com") else None)
+        name = pinned or _catalogue_provider(prices, model) or host
+        super().__init__(name, client, url, headers)
         self._url = url
+        self._provider_id = pinned
+
+    @property
+    def provider_id(self) -> str | None:
+        return self._provider_id
 
     def chat_url(self, upstream_model: str) -> str:
         return self._url
+
+
+def _catalogue_provider(prices: PriceBook, model: str) -> str | None:
+    """The provider the price catalogue knows ``model`` by, when it knows it at all."""
+    try:
+        return prices.quote(model).provider
+    except UnknownModelError:
+        return None
 
 
 def _endpoint(request: httpx2.Request) -> ClientAPI | None:
@@ -82,7 +107,7 @@ def _prepare(
         payload = error_body(client, rejection.status, rejection.message, rejection.kind, rejection.code)
         return _Prepared(rejection.status, payload, [("x-thrifty-request-id", request_id)])
     upstream_headers = {k: v for k, v in headers.items() if k not in _HOP_HEADERS and not k.startswith("x-thrifty-")}
-    upstream = _FixedUpstream(str(request.url), client, upstream_headers)
+    upstream = _FixedUpstream(str(request.url), client, upstream_headers, runtime.prices, call.model)
     route = Route(
         name=call.model,
         upstream=upstream,
