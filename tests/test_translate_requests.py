@@ -96,7 +96,7 @@ OPENAI_BODY: dict[str, Any] = {
     "tool_choice": "required",
     "parallel_tool_calls": False,
     "max_completion_tokens": 300,
-    "temperature": 1.4,
+    "temperature": 1.0,
     "top_p": 0.9,
     "stop": "END",
     "stream": True,
@@ -160,7 +160,20 @@ def test_openai_request_becomes_the_equivalent_anthropic_request() -> None:
     assert_valid_anthropic(result.body)
     assert body == OPENAI_BODY  # the input is not modified
     assert result.dropped == ("seed", "frequency_penalty")
-    assert any("temperature 1.4 was clamped to 1" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(("field", "value"), [("temperature", 1.4), ("temperature", 2.0), ("top_p", 1.5)])
+def test_a_sampling_value_beyond_anthropics_range_is_rejected_naming_the_range(field: str, value: float) -> None:
+    """OpenAI takes temperatures up to 2, Anthropic up to 1: a value Claude would refuse is refused
+    here, naming Anthropic's range, rather than clamped into another request."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], field: value}
+    with pytest.raises(RequestError) as raised:
+        openai_to_anthropic_request(body, default_max_tokens=512)
+    assert raised.value.path == field
+    assert "must be between 0 and 1 (Anthropic's range" in raised.value.problem
+    assert f"got {value:g}" in raised.value.problem
+    edge = openai_to_anthropic_request({**body, field: 1}, default_max_tokens=512).body
+    assert edge[field] == 1
 
 
 def test_a_request_within_both_apis_ranges_is_translated_without_notes() -> None:

@@ -24,6 +24,7 @@ from thrifty.core.compression.caps import PlanTable
 from thrifty.core.compression.compress import CompressionSettings
 from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.core.routing.checks import BUILTIN_CHECKS, AnswerCheck, refusal_check
+from thrifty.core.routing.features import WIDE_TEMPERATURE
 from thrifty.core.routing.rules import Rule, RuleSet
 from thrifty.core.routing.tiers import ModelOption, TierTable
 from thrifty.core.tokens.counter import TokenCounter
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not
 
 __all__ = ["ModelFacts", "Optimisation", "compile_rule", "embedder_for", "load_learned_router"]
 
-ALL_CAPABILITIES = frozenset({"tools", "vision", "json", "streaming"})
+ALL_CAPABILITIES = frozenset({"tools", "vision", "json", "streaming", WIDE_TEMPERATURE})
 
 
 class OptimisationSections(Protocol):
@@ -229,8 +230,11 @@ class Optimisation:
         for name in routes.names():
             route = routes.get(name)
             assert route is not None
+            capabilities = route.capabilities  # as configured, and what the provider's format can take:
+            if route.upstream.wire == "openai":
+                capabilities |= {WIDE_TEMPERATURE}
             facts[name] = ModelFacts(
-                name, route.priced_as, route.upstream.provider_id, route.capabilities, route.context_window
+                name, route.priced_as, route.upstream.provider_id, capabilities, route.context_window
             )
 
         def facts_of(name: str) -> ModelFacts:

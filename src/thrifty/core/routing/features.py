@@ -12,7 +12,7 @@ from typing import Any
 
 from thrifty.core.messages import ChatRequest, ImagePart, Message, ToolResultPart
 
-__all__ = ["RequestFacts", "has_code", "last_user_text", "request_needs"]
+__all__ = ["WIDE_TEMPERATURE", "RequestFacts", "has_code", "last_user_text", "request_needs"]
 
 _FENCE = "```"
 # Lines that look like code: a statement keyword at the start, or a line ending in ; { or }.
@@ -23,6 +23,10 @@ _CODE_LINE = re.compile(
     re.MULTILINE,
 )
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
+WIDE_TEMPERATURE = "temperature above 1"
+"""The need of a request sampled at a temperature above 1 (OpenAI allows up to 2): a model served in
+Anthropic's format lacks it (Anthropic's range is 0 to 1), so routing never picks one that would
+refuse the request."""
 
 
 def has_code(text: str) -> bool:
@@ -49,6 +53,8 @@ def request_needs(request: ChatRequest) -> frozenset[str]:
         needs.add("json")
     if any(_has_image(message) for message in request.messages):
         needs.add("vision")
+    if request.temperature is not None and request.temperature > 1:
+        needs.add(WIDE_TEMPERATURE)
     return frozenset(needs)
 
 

@@ -10,8 +10,10 @@ OpenAI -> Anthropic
     * tool messages -> ``tool_result`` blocks in one user turn; consecutive turns of one role merged.
     * ``max_completion_tokens`` / ``max_tokens`` -> ``max_tokens`` (``default_max_tokens`` if absent:
       Anthropic requires it).
-    * ``temperature``: OpenAI allows 0..2, Anthropic 0..1; values above 1 are clamped to 1 (noted).
-      Clamping keeps every value both APIs accept unchanged, which a rescaling would not.
+    * ``temperature``: OpenAI allows 0..2, Anthropic 0..1; a value above 1 is rejected, naming
+      Anthropic's range. Anthropic would refuse it, and quietly clamping it would answer another
+      request than the one sent (a rescaling would change even the values both APIs accept).
+      ``top_p`` is 0..1 on both.
     * ``stop`` -> ``stop_sequences``; ``user`` (else ``safety_identifier``) -> ``metadata.user_id``.
     * ``tools``/``tool_choice``/``parallel_tool_calls: false`` -> tools, tool_choice and
       ``disable_parallel_tool_use``; function ``strict`` -> tool ``strict``.
@@ -94,16 +96,8 @@ def openai_to_anthropic_request(body: Mapping[str, Any], *, default_max_tokens: 
     if max_tokens is None:
         max_tokens = v.opt_int(data.get("max_tokens"), "max_tokens", 1)
     out["max_tokens"] = default_max_tokens if max_tokens is None else max_tokens
-    temperature = v.opt_number(data.get("temperature"), "temperature")
-    if temperature is not None:
-        if not 0 <= temperature <= 2:
-            raise RequestError("temperature", f"must be between 0 and 2, got {temperature:g}")
-        if temperature > 1:
-            report.note(f"temperature {temperature:g} was clamped to 1 (Anthropic's maximum)")
-        out["temperature"] = min(temperature, 1.0)
-    top_p = v.opt_number(data.get("top_p"), "top_p")
-    if top_p is not None:
-        out["top_p"] = top_p
+    for key, value in _anthropic_sampling(data).items():
+        out[key] = value
     stop = _stop_list(data.get("stop"), "stop")
     if stop:
         out["stop_sequences"] = stop
@@ -125,6 +119,20 @@ def openai_to_anthropic_request(body: Mapping[str, Any], *, default_max_tokens: 
         if key not in _OPENAI_FIELDS and value is not None:
             report.drop(key)
     return RequestTranslation(out, tuple(report.dropped), tuple(report.notes))
+
+
+def _anthropic_sampling(data: Mapping[str, Any]) -> dict[str, float]:
+    """``temperature`` and ``top_p`` within Anthropic's ranges (both 0 to 1), else rejected naming
+    the range: a value an Anthropic model would refuse is refused before the call is spent."""
+    out: dict[str, float] = {}
+    for key, wider in (("temperature", "; OpenAI's is 0 to 2"), ("top_p", "")):
+        number = v.opt_number(data.get(key), key)
+        if number is None:
+            continue
+        if not 0 <= number <= 1:
+            raise RequestError(key, f"must be between 0 and 1 (Anthropic's range{wider}), got {number:g}")
+        out[key] = number
+    return out
 
 
 def _reject_openai_only(data: Mapping[str, Any]) -> None:
