@@ -16,7 +16,7 @@ import click
 from thrifty.cli.common import CliError
 
 if TYPE_CHECKING:
-    from thrifty.config.gateway import ServerSpec
+    from thrifty.config.gateway import GatewayConfig, ServerSpec
 from thrifty.core.redact import RedactingFilter, redact_url
 
 __all__ = ["serve"]
@@ -67,6 +67,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
         except ConfigError as error:
             raise CliError(str(error)) from None
         base_dir = config_path.parent
+        _refuse_missing_keys(config, config_path)
     listen_host = host or config.server.host
     listen_port = port or config.server.port
     try:
@@ -84,6 +85,21 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
     _banner(runtime, f"{listen_host}:{listen_port}", listen_host, simulator_url)
     _settle_memory()
     _run(Gateway(runtime), config.server, gateway_socket, simulator_socket)
+
+
+def _refuse_missing_keys(config: GatewayConfig, path: Path) -> None:
+    """A provider whose key variable is unset would answer every call 401: refuse to start, unless
+    the config says ``allow_missing_keys: true`` (then warn, loudly, once per provider)."""
+    from thrifty.config.gateway import missing_keys
+
+    problems = missing_keys(config)
+    if not problems:
+        return
+    if not config.allow_missing_keys:
+        listed = "; ".join(problems)
+        raise CliError(f"{path}: {listed} (set it, or allow_missing_keys: true to start anyway)")
+    for problem in problems:
+        click.echo(f"  WARNING: {problem}: its calls will be refused by the provider", err=True)
 
 
 def _banner(runtime: Any, address: str, listen_host: str, simulator_url: str | None) -> None:

@@ -42,6 +42,7 @@ class _FixedUpstream(Upstream):
         super().__init__(name, client, url, headers)
         self._url = url
         self._provider_id = pinned
+        self.own_credentials = False  # the SDK's own key: a 401 is the caller's, as without thrifty
 
     @property
     def provider_id(self) -> str | None:

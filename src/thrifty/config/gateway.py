@@ -199,6 +199,8 @@ AuthMode = Literal["auto", "keys", "none"]
 
 class GatewayConfig(_Strict):
     server: ServerSpec = Field(default_factory=ServerSpec)
+    allow_missing_keys: bool = False
+    """Start even when a provider's ``api_key_env`` variable is unset (with a loud warning)."""
     auth: AuthMode = "auto"
     """``keys``: every request needs a virtual key. ``auto``: the same once any key was ever
     created (revoked ones count), or whenever the gateway listens beyond loopback; before that, a
@@ -274,6 +276,15 @@ def load_gateway_config(path: str | Path) -> GatewayConfig:
     return parse_gateway_config(load_document(path), str(path))
 
 
+def missing_keys(config: GatewayConfig) -> list[str]:
+    """The providers whose ``api_key_env`` names a variable that is not set."""
+    return [
+        f"providers.{name}.api_key_env: ${provider.api_key_env} is not set"
+        for name, provider in config.providers.items()
+        if provider.api_key_env and not os.environ.get(provider.api_key_env)
+    ]
+
+
 def check_config_file(path: str | Path) -> list[str]:
     """Every problem in the file, each with its location; empty when the file is good. Beyond the
     schema it checks that the environment variables for keys are set and prices are known."""
@@ -281,8 +292,4 @@ def check_config_file(path: str | Path) -> list[str]:
         config = load_gateway_config(path)
     except ConfigError as error:
         return [str(error)]
-    problems = []
-    for name, provider in config.providers.items():
-        if provider.api_key_env and not os.environ.get(provider.api_key_env):
-            problems.append(f"{path}: providers.{name}.api_key_env: ${provider.api_key_env} is not set")
-    return problems
+    return [f"{path}: {problem}" for problem in missing_keys(config)]

@@ -100,6 +100,19 @@ class RetryPolicy:
     retry_after_max: float
 
 
+def _upstream_auth_failure(call: Call, route: Route, status: int) -> Result:
+    """A provider refusing the gateway's own key is a misconfigured gateway (502), not a client
+    with a bad key (which thrifty answers 401 itself): the message names the provider and the
+    variable its key comes from."""
+    where = f"${route.upstream.key_env}" if route.upstream.key_env else "no api_key_env is configured"
+    message = (
+        f"the provider {route.upstream.name} refused thrifty's credentials for {route.name} ({status}); "
+        f"check the provider key ({where})"
+    )
+    body = error_body(call.client_api, 502, message, "upstream_authentication_error", "upstream_auth_failed")
+    return Result(status=502, body=body, error=message, billed=False)
+
+
 class _Failure:
     """The last failure seen, to answer with when nothing succeeds."""
 
@@ -234,6 +247,8 @@ class Dispatcher:
             if _context_too_long(response.status, raw):
                 note["error"] = "context length exceeded"
                 return None  # a fallback with a larger window may take it
+            if response.status in (401, 403) and route.upstream.own_credentials:  # thrifty's key: say whose
+                return _upstream_auth_failure(call, route, response.status)
             if not is_retryable(response.status):
                 return Result(status=response.status, body=failure.body or b"", error=failure.message, billed=False)
             wait = provider_wait({k.lower(): v for k, v in response.headers.items()})

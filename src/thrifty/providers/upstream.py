@@ -46,8 +46,13 @@ class Upstream:
         base_url: str,
         headers: Mapping[str, str],
         api_version: str | None = None,
+        key_env: str | None = None,
     ) -> None:
         self.name = name
+        self.key_env = key_env
+        """The environment variable the key came from (for error messages; never the key)."""
+        self.own_credentials = True
+        """The key is the gateway's (a provider refusing it is thrifty's problem), not the caller's."""
         self.kind = kind
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
@@ -67,7 +72,7 @@ class Upstream:
                 headers["api-key"] = key
         elif key:
             headers["authorization"] = f"Bearer {key}"
-        return cls(name, spec.kind, spec.base_url, headers, spec.api_version)
+        return cls(name, spec.kind, spec.base_url, headers, spec.api_version, spec.api_key_env)
 
     @property
     def provider_id(self) -> str | None:
