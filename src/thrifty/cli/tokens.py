@@ -44,7 +44,9 @@ def count(model: str, input_format: str, as_json: bool, prices_file: Path | None
     exactly; other models are estimated and flagged approximate.
     """
     book = price_book(prices_file)
-    check_known_model(book, model)
+    unpriced = unknown_model_problem(book, model)
+    if unpriced is not None:  # counting needs no price: say so, and count (cl100k for unknown families)
+        click.echo(f"thrifty: note: {unpriced}; counted anyway", err=True)
     text = read_input(source)
     counter = TokenCounter()
     document, mode = _decode(text, input_format)
@@ -64,6 +66,13 @@ def count(model: str, input_format: str, as_json: bool, prices_file: Path | None
 def check_known_model(book: PriceBook, model: str) -> None:
     """A model is known when it has a price, or is a fine-tune (``ft:BASE:...``) or a provider-
     prefixed name (``openai/BASE``) of a model that has one. Otherwise: an error with suggestions."""
+    problem = unknown_model_problem(book, model)
+    if problem is not None:
+        raise CliError(problem)
+
+
+def unknown_model_problem(book: PriceBook, model: str) -> str | None:
+    """Why ``model`` has no price (with close matches), or None when it has one."""
     try:
         book.quote(model)
     except UnknownModelError as error:
@@ -74,8 +83,9 @@ def check_known_model(book: PriceBook, model: str) -> None:
             except UnknownModelError:
                 pass
             else:
-                return
-        raise CliError(str(error)) from None
+                return None
+        return str(error)
+    return None
 
 
 def _decode(text: str, input_format: str) -> tuple[object, str]:
