@@ -113,3 +113,11 @@ def test_concurrent_embeddings_never_spend_past_the_budget(simulator_url: str, t
         assert Decimal(row["spent"]) <= Decimal("0.0001")
         assert Decimal(row["spent"]) == _ledger_sum(rows) > 0
         assert sum(1 for r in rows if r.status == "ok") == statuses.count(200)
+
+
+def test_a_chat_model_is_refused_on_the_embeddings_endpoint(simulator_url: str, tmp_path: Path) -> None:
+    with budgeted(simulator_url, tmp_path, []) as gateway:
+        with pytest.raises(openai.BadRequestError) as refused:
+            gpt(gateway).embeddings.create(model="gpt-4o", input="hello")
+        assert "gpt-4o is a chat model" in str(refused.value.body)
+        assert gpt(gateway).embeddings.create(model="text-embedding-3-small", input="hello").data

@@ -61,6 +61,16 @@ def _encoding_format(value: object, path: str) -> object:
 _FIELD_CHECKS: dict[str, v.Check] = {"dimensions": _dimensions, "encoding_format": _encoding_format, "user": v.string}
 
 
+def _generates_text(runtime: Runtime, route: Route) -> bool:
+    """A model priced for output tokens is a chat model (OpenAI refuses one for embeddings too;
+    served anyway, it would be priced at a chat model's input rate)."""
+    try:
+        rates = runtime.prices.quote(route.priced_as, provider=route.upstream.provider_id).rates
+    except UnknownModelError:
+        return False
+    return bool(rates.output.at(0))
+
+
 async def handle_embeddings(
     runtime: Runtime, body: dict[str, Any], request_id: str, started: float, who: Attribution, size: int = 0
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -78,6 +88,10 @@ async def handle_embeddings(
         raise Rejection(404, f"unknown model {model!r}", "not_found_error", "model_not_found")
     if route.upstream.wire != "openai":
         raise Rejection(400, f"{model} is served by an Anthropic-format provider, which has no embeddings endpoint")
+    if _generates_text(runtime, route):
+        raise Rejection(
+            400, f"model: {model} is a chat model; /v1/embeddings takes an embedding model", code="model_not_embedding"
+        )
     if size > _LARGE_INPUT:
         tokens = await asyncio.to_thread(input_tokens, body["input"], runtime.counter, route.priced_as)
     else:
