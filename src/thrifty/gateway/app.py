@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from thrifty.gateway.auth import presented_secret
 from thrifty.gateway.embeddings import handle_embeddings
 from thrifty.gateway.intake import Binding, Rejection, attribution, build_call, decode_json, new_request_id
 from thrifty.gateway.runtime import Runtime
-from thrifty.pipeline.call import ClientAPI, Result
+from thrifty.pipeline.call import Call, ClientAPI, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.web.asgi import (
     BodyTooLarge,
@@ -37,6 +38,7 @@ from thrifty.web.asgi import (
 __all__ = ["Gateway"]
 
 log = logging.getLogger("thrifty.gateway")
+_T = TypeVar("_T")
 
 _JSON = b"application/json"
 _KINDS_BY_STATUS = {
@@ -55,6 +57,10 @@ _KINDS_BY_STATUS = {
 class Gateway:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._parsing = asyncio.Lock()
+        """Held while a large body is parsed and counted on a worker thread: one at a time. The work
+        holds the GIL, so two such threads would make the event loop wait twice as long for its
+        turn; the others wait here, costing the loop nothing."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -139,6 +145,49 @@ class Gateway:
             raise Rejection(404, f"no route {method} {path}", kind="not_found_error", code="not_found")
 
     async def _read_json(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+        raw = await self._read_body(scope, receive)
+        if len(raw) > self.runtime.config.server.offload_bytes:
+            return await self._off_loop(self._decode, raw), len(raw)
+        return self._decode(raw), len(raw)
+
+    async def _off_loop(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``work(*args)`` on a worker thread, one such at a time (see ``_parsing``)."""
+        async with self._parsing:
+            return await asyncio.to_thread(work, *args)
+
+    def _parse_call(
+        self,
+        raw: bytes,
+        scope: Scope,
+        client: ClientAPI,
+        binding: Binding | None,
+        request_id: str,
+        started: float,
+        count: bool,
+    ) -> Call:
+        """The call in ``raw``; with ``count``, its input tokens for its model are counted now too
+        (off the loop, for a large body), so the pipeline's steps find them counted."""
+        call = build_call(scope, self._decode(raw), client, binding, request_id, started, len(raw))
+        route = self.runtime.routes.get(call.model) if count else None
+        if route is not None:
+            counted = self.runtime.counter.count_request(call.request, route.priced_as)
+            call.input_tokens[route.priced_as] = counted.input_tokens
+        return call
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        body = decode_json(raw)
+        messages = body.get("messages")
+        max_messages = self.runtime.config.server.max_messages
+        if isinstance(messages, list) and len(messages) > max_messages:
+            raise Rejection(
+                413,
+                f"messages: {len(messages):,} messages, more than this gateway takes in one request "
+                f"({max_messages:,}; server.max_messages)",
+                kind="request_too_large",
+            )
+        return body
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         content_type = header(scope, b"content-type")
         if content_type is not None and not content_type.split(b";")[0].strip().lower().endswith(b"json"):
             raise Rejection(415, f"unsupported content type {content_type.decode('latin-1')!r}; send application/json")
@@ -149,17 +198,7 @@ class Gateway:
             raise Rejection(413, str(error), kind="request_too_large") from None
         except BodyTooSlow as error:
             raise Rejection(408, f"{error} (server.body_timeout_s)", code="request_timeout") from None
-        # A large body is decoded on a worker thread: the loop goes on serving small requests.
-        body = await asyncio.to_thread(decode_json, raw) if len(raw) > server.offload_bytes else decode_json(raw)
-        messages = body.get("messages")
-        if isinstance(messages, list) and len(messages) > server.max_messages:
-            raise Rejection(
-                413,
-                f"messages: {len(messages):,} messages, more than this gateway takes in one request "
-                f"({server.max_messages:,}; server.max_messages)",
-                kind="request_too_large",
-            )
-        return body, len(raw)
+        return raw
 
     async def _authenticate(self, scope: Scope) -> Binding | None:
         keys = self.runtime.keys
@@ -182,11 +221,11 @@ class Gateway:
         started: float,
         binding: Binding | None,
     ) -> None:
-        body, size = await self._read_json(scope, receive)
-        if size > self.runtime.config.server.offload_bytes:  # parsed on a worker thread, as decoded
-            call = await asyncio.to_thread(build_call, scope, body, client, binding, request_id, started, size)
+        raw = await self._read_body(scope, receive)
+        if len(raw) > self.runtime.config.server.offload_bytes:  # decoded, parsed and counted off the loop
+            call = await self._off_loop(self._parse_call, raw, scope, client, binding, request_id, started, True)
         else:
-            call = build_call(scope, body, client, binding, request_id, started, size)
+            call = self._parse_call(raw, scope, client, binding, request_id, started, False)
         if self.runtime.routes.get(call.model) is None:
             known = ", ".join(self.runtime.routes.names())
             raise Rejection(
