@@ -47,6 +47,9 @@ class ServerSpec(_Strict):
     """More messages in one request are refused with 413 before they are parsed or counted."""
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     """A request whose headers take longer gets a 408 and the connection is closed (slowloris)."""
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    """A request whose request line and headers are larger gets a 431 in the client's error shape
+    and the connection is closed (the HTTP parser sets no limit of its own)."""
     body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     """A request whose body takes longer to arrive gets a 408."""
     max_connections: Annotated[int, Field(ge=1)] = 4096
