@@ -258,12 +258,7 @@ def test_four_processes_share_one_usd_budget_under_500_concurrent_calls(cluster:
     budget = _budget("feature", "budgeted", unit="usd", limit=str(BUDGET_USD))
     rows = _ledger_rows(cluster.ledger_url, 500, lambda r: r.feature == "budgeted" and r.status != "budget_alert")
     assert len(rows) == 500, cluster.logs()
-    deadline = time.monotonic() + 10
-    while True:
-        (status,) = _status(cluster.redis_url, cluster.prefix, [budget])
-        if status["reserved"] == "0" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    status = _settled_status(cluster, budget)
     _check_budget_invariants(results, rows, Decimal(status["spent"]), status["reserved"])
     assert Decimal(status["spent"]) > BUDGET_USD / 2  # and the budget was really used
 
@@ -306,17 +301,22 @@ def test_n_choices_streams_and_embeddings_share_one_budget_across_four_processes
     budget = _budget("feature", "mixed", unit="usd", limit=str(BUDGET_USD))
     rows = _ledger_rows(cluster.ledger_url, 300, lambda r: r.feature == "mixed" and r.status != "budget_alert")
     assert len(rows) == 300, cluster.logs()
-    deadline = time.monotonic() + 10
-    while True:
-        (status,) = _status(cluster.redis_url, cluster.prefix, [budget])
-        if status["reserved"] == "0" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    status = _settled_status(cluster, budget)
     spent = Decimal(status["spent"])
     assert spent <= BUDGET_USD  # reservations cover every choice and every endpoint: never over
     assert spent == sum((r.cost.total for r in rows if r.cost is not None), Decimal(0))
     kinds = {r.details.get("endpoint", "chat") for r in rows if r.status == "ok"}
     assert kinds == {"chat", "embeddings"}
+
+
+def _settled_status(cluster: Cluster, budget: Budget) -> dict[str, Any]:
+    """The budget's status once no reservation is in flight (or after 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        (status,) = _status(cluster.redis_url, cluster.prefix, [budget])
+        if status["reserved"] == "0" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
 
 
 def _admitted_weights(rows: list[LedgerRecord]) -> list[tuple[float, int]]:
