@@ -54,8 +54,9 @@ class ServerSpec(_Strict):
     """A request whose body takes longer to arrive gets a 408."""
     max_connections: Annotated[int, Field(ge=1)] = 4096
     """Connections past this get a 429 and are closed at once."""
-    max_connections_per_client: Annotated[int, Field(ge=1)] = 256
-    """Connections from one client address past this get a 429 and are closed at once."""
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 1024
+    """Connections from one client address past this get a 429 and are closed at once. Behind a
+    load balancer every connection comes from its address: raise this to ``max_connections``."""
     offload_bytes: Annotated[int, Field(ge=0)] = 256 * 1024
     """Bodies larger than this are parsed and counted on a worker thread: the event loop goes on
     serving everyone else meanwhile."""
