@@ -191,7 +191,11 @@ class Dispatcher:
         size = call.body_size or len(orjson.dumps(call.body))
         if size + max_out <= min(windows):
             return chain
-        needed = self.counter.count_request(call.request, chain[0].priced_as).input_tokens
+        needed = call.input_tokens.get(chain[0].priced_as)  # a large body's was counted off the loop
+        if needed is None:
+            needed = call.input_tokens[chain[0].priced_as] = self.counter.count_request(
+                call.request, chain[0].priced_as
+            ).input_tokens
         fitting = [r for r in chain if r.context_window is None or needed + max_out <= r.context_window]
         if fitting:
             if fitting[0] is not chain[0]:

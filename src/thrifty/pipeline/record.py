@@ -96,9 +96,9 @@ class RecordStep:
         if usage is not None and (state is None or state.finish_reason is not None):
             return usage, False
         model = result.priced_as or call.model
-        prompt = (
-            usage.input_tokens if usage is not None else self.counter.count_request(call.request, model).input_tokens
-        )
+        prompt = usage.input_tokens if usage is not None else call.input_tokens.get(model)
+        if prompt is None:
+            prompt = self.counter.count_request(call.request, model).input_tokens
         generated = self.counter.count_text(output_text, model).input_tokens if output_text else 0
         base = usage or Usage()
         return Usage(
