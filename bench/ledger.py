@@ -1,4 +1,5 @@
-"""Ledger ingest into SQLite: the journaled batch writer against a bare executemany.
+"""Ledger ingest into SQLite: the journaled batch writer against a bare executemany; and what
+the write-ahead intent of a call costs the gateway's serving thread.
 
 Run: .venv/bin/python bench/ledger.py
 Target (issue 2): at least 20,000 rows per second into SQLite, batched.
@@ -9,11 +10,12 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from thrifty.core.ledger import LedgerRecord
+from thrifty.core.ledger import LedgerRecord, new_record_id
 from thrifty.core.pricing.rates import Cost
 from thrifty.core.usage import Usage
 from thrifty.stores.ledger import LedgerWriter, open_ledger
@@ -42,12 +44,34 @@ def records(n: int) -> list[LedgerRecord]:
     ]
 
 
-def through_writer(batch: list[LedgerRecord], folder: Path, journal: bool, chunk: int) -> float:
+def intents(batch: list[LedgerRecord]) -> list[LedgerRecord]:
+    """Each call's write-ahead intent, as the dispatcher journals it: same id, interrupted, its input
+    priced as a lower bound."""
+    return [
+        replace(
+            r,
+            status="interrupted",
+            usage=Usage(input_tokens=r.usage.input_tokens),
+            cost=Cost(uncached_input=r.cost.uncached_input if r.cost else Decimal(0)),
+            latency_ms=None,
+            details={"cost_lower_bound": True},
+        )
+        for r in batch
+    ]
+
+
+def through_writer(
+    batch: list[LedgerRecord], folder: Path, journal: bool, chunk: int, ahead: list[LedgerRecord] | None = None
+) -> float:
     store = open_ledger(f"sqlite:///{folder / 'writer.db'}")
     writer = LedgerWriter(store, journal_dir=folder / "journal" if journal else None)
     writer.start()
     start = time.perf_counter()
-    if chunk == 1:
+    if ahead is not None:  # write-ahead: the intent before the call, the row after it
+        for intent, record in zip(ahead, batch, strict=True):
+            writer.intend(intent)
+            writer.submit(record)
+    elif chunk == 1:
         for record in batch:
             writer.submit(record)
     else:
@@ -74,7 +98,9 @@ def bare_executemany(batch: list[LedgerRecord], folder: Path) -> float:
 
 def main() -> None:
     batch = records(ROWS)
+    ahead = intents(batch)
     variants = {
+        "intend + submit (write-ahead)": (True, 0),
         "submit (1 journal write a row)": (True, 1),
         "submit_many (100 rows a write)": (True, 100),
         "submit, journal off": (False, 1),
@@ -88,7 +114,8 @@ def main() -> None:
                     times.append(bare_executemany(batch, path))
                 else:
                     journal, chunk = variants[name]
-                    times.append(through_writer(batch, path, journal=journal, chunk=chunk))
+                    write_ahead = ahead if chunk == 0 else None
+                    times.append(through_writer(batch, path, journal=journal, chunk=chunk, ahead=write_ahead))
     floor = statistics.median(results["bare executemany"])
     print(f"{ROWS:,} rows into SQLite (WAL), median of 5 runs; submit -> flushed to disk")
     for name, times in results.items():
@@ -97,5 +124,55 @@ def main() -> None:
     print("target: >= 20,000 rows/s through the writer")
 
 
+def serving_thread_cost(calls: int = 20_000) -> None:
+    """Microseconds a call costs the gateway's serving thread in the ledger: its final row
+    (``JournalWriter.submit``), and with write-ahead its intent first (``AttemptLedger.intend``:
+    counting the request's input, pricing it, one journal write). Median of 5 runs."""
+    from thrifty.core.openai_shape import parse_openai_request
+    from thrifty.core.pricing import PriceBook
+    from thrifty.core.tokens.counter import TokenCounter
+    from thrifty.pipeline.attempts import AttemptLedger
+    from thrifty.pipeline.call import Attribution, Call
+    from thrifty.pipeline.dispatch import Route
+    from thrifty.providers.upstream import Upstream
+    from thrifty.stores.ledger.journal_writer import JournalWriter
+
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me about the number 17."}]}
+    request = parse_openai_request(body)
+    upstream = Upstream("openai", "openai", "http://127.0.0.1:9/v1", {})
+    route = Route("gpt-4o-mini", upstream, "gpt-4o-mini", "gpt-4o-mini", None, None, (), frozenset())
+    template = records(1)[0]
+    prices, counter = PriceBook(), TokenCounter()
+    prices.price(template.usage, "gpt-4o-mini", at=template.ts)  # the catalogue and vocabulary loaded
+    counter.count_request(request, "gpt-4o-mini")
+    figures: dict[str, list[float]] = {"submit": [], "intend + submit": []}
+    for _ in range(5):
+        for name, times in figures.items():
+            with tempfile.TemporaryDirectory() as folder:
+                writer = JournalWriter(Path(folder) / "journal", f"sqlite:///{folder}/j.db")
+                writer.start()
+                attempts = AttemptLedger(prices, writer, counter)
+                made = [
+                    Call("r", "openai", body, request, "gpt-4o-mini", False, Attribution(), template.ts, 0.0)
+                    for _ in range(calls)
+                ]
+                start = time.perf_counter()
+                for call in made:
+                    if name != "submit":
+                        attempts.intend(call, route)
+                    # The record step's row, under the intent's id when there is one.
+                    writer.submit(replace(template, id=call.record_id or new_record_id()))
+                times.append((time.perf_counter() - start) / calls * 1e6)
+                assert writer.flush(timeout=60)
+                writer.close()
+                store = open_ledger(f"sqlite:///{folder}/j.db")
+                assert store.count() == calls  # the intents superseded: one row a call
+                store.close()
+    print(f"\nthe gateway's serving thread, per call (JournalWriter, {calls:,} calls, median of 5 runs)")
+    for name, times in figures.items():
+        print(f"  {name:<34}{statistics.median(times):>8.1f} us")
+
+
 if __name__ == "__main__":
     main()
+    serving_thread_cost()

@@ -213,27 +213,29 @@ class Dispatcher:
     ) -> Result | None:
         policy = self.policy
         conversion = conversion_for(call.client_api, route.upstream.wire)
-        try:
-            body = conversion.request_body(call, route.upstream_model, route.max_output_tokens)
-            if self.prompt_breakpoints and route.upstream.wire == "anthropic":
-                marked = add_breakpoints(body, route.upstream_model, self._estimate(route))
-                if marked:
-                    call.details["prompt_cache_breakpoints"] = marked
-            payload = orjson.dumps(body)
-        except (ValueError, orjson.JSONEncodeError) as error:  # cannot be expressed for this provider
-            failure.status, failure.body, failure.message = 400, None, str(error)
-            failure.kind = "invalid_request_error"
-            attempts.append({"model": route.name, "error": str(error)})
+        payload = self._payload(call, route, conversion, attempts, failure)
+        if payload is None:
             return None
         url = route.upstream.chat_url(route.upstream_model)
+        headers = route.upstream.headers()
         for attempt in range(policy.attempts):
             began = time.perf_counter()
             note: dict[str, Any] = {"model": route.name, "provider": route.upstream.name}
             attempts.append(note)
-            response = await self._send(call, route, url, payload, note, failure)
-            if response is None:
+            if self.pacer is not None:
+                await self.pacer.before(call, route)  # the provider's own limits, from its last headers
+            if not failure.intended and self.attempts is not None:
+                failure.intended = True
+                self.attempts.intend(call, route)  # write-ahead: journalled before anything is sent
+            timeout = self._stream_timeout if call.stream else self._whole_timeout
+            try:  # awaited here, not in a helper: each frame on this path is walked on every resume
+                response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self._unanswered(call, route, error, began, note, failure)
                 await self._retry_pause(attempt, None, note)
                 continue
+            if self.pacer is not None:
+                self.pacer.observe(route, response.headers)
             if response.status == 200:
                 note.update(status=200)
                 if call.stream:
@@ -262,31 +264,34 @@ class Dispatcher:
             await self._retry_pause(attempt, wait, note)
         return None
 
-    async def _send(
-        self, call: Call, route: Route, url: str, payload: bytes, note: dict[str, Any], failure: _Failure
-    ) -> aiohttp.ClientResponse | None:
-        """One attempt's request; None when no answer came (noted in ``failure``)."""
-        began = time.perf_counter()
-        if self.pacer is not None:
-            await self.pacer.before(call, route)  # the provider's own limits, from its last headers
-        if not failure.intended and self.attempts is not None:
-            failure.intended = True
-            self.attempts.intend(call, route)  # write-ahead: journalled before anything is sent
-        timeout = self._stream_timeout if call.stream else self._whole_timeout
+    def _payload(
+        self, call: Call, route: Route, conversion: Any, attempts: list[dict[str, Any]], failure: _Failure
+    ) -> bytes | None:
+        """The request in the provider's format; None when it cannot be expressed there."""
         try:
-            response = await self.session.post(url, data=payload, headers=route.upstream.headers(), timeout=timeout)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            note.update(error=_describe(error), ms=_ms(began))
-            failure.status, failure.body, failure.kind = 502, None, "api_error"
-            if _may_be_billed(error):
-                failure.message = f"{route.name}: no answer within {self.policy.attempt_timeout:g} s"
-                self._lost(call, route, "timeout", failure.message, note)
-            else:
-                failure.message = f"{route.name}: upstream unreachable: {_describe(error)}"
+            body = conversion.request_body(call, route.upstream_model, route.max_output_tokens)
+            if self.prompt_breakpoints and route.upstream.wire == "anthropic":
+                marked = add_breakpoints(body, route.upstream_model, self._estimate(route))
+                if marked:
+                    call.details["prompt_cache_breakpoints"] = marked
+            return orjson.dumps(body)
+        except (ValueError, orjson.JSONEncodeError) as error:
+            failure.status, failure.body, failure.message = 400, None, str(error)
+            failure.kind = "invalid_request_error"
+            attempts.append({"model": route.name, "error": str(error)})
             return None
-        if self.pacer is not None:
-            self.pacer.observe(route, response.headers)
-        return response
+
+    def _unanswered(
+        self, call: Call, route: Route, error: BaseException, began: float, note: dict[str, Any], failure: _Failure
+    ) -> None:
+        """No answer came: unreachable (nothing billed), or timed out while the provider worked."""
+        note.update(error=_describe(error), ms=_ms(began))
+        failure.status, failure.body, failure.kind = 502, None, "api_error"
+        if _may_be_billed(error):
+            failure.message = f"{route.name}: no answer within {self.policy.attempt_timeout:g} s"
+            self._lost(call, route, "timeout", failure.message, note)
+        else:
+            failure.message = f"{route.name}: upstream unreachable: {_describe(error)}"
 
     async def _retry_pause(self, attempt: int, wait: float | None, note: dict[str, Any]) -> None:
         """Before the next attempt, if there is one: the provider's wait, else backoff."""
