@@ -67,8 +67,17 @@ def wait_for(predicate: object, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_finished_call_is_one_row_and_an_unfinished_one_is_interrupted_at_close(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_a_finished_call_is_one_row_and_an_unfinished_one_is_interrupted_at_close(
+    tmp_path: Path, ledger_url: str
+) -> None:
+    url = ledger_url
     writer = JournalWriter(tmp_path / "journal", url)
     writer.start()
     for n in range(20):
