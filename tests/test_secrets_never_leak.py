@@ -49,6 +49,27 @@ def test_urls_lose_their_passwords_and_nothing_else() -> None:
     assert url_origin("https://hooks.example.com/services/T0/B0/SECRET") == "https://hooks.example.com"
 
 
+def test_uvicorns_own_log_handlers_redact_too() -> None:
+    """uvicorn configures handlers of its own (its loggers do not propagate to the root): what it
+    logs, a lifespan failure's message say, is redacted as thrifty's own lines are."""
+    import logging
+
+    from thrifty.config.gateway import ServerSpec
+    from thrifty.core.redact import redact_log_handlers
+    from thrifty.web.guard import uvicorn_config
+
+    uvicorn_config(object(), ServerSpec())
+    redact_log_handlers()
+    handlers = logging.getLogger("uvicorn").handlers
+    assert handlers
+    for handler in handlers:
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "failed: %s", ("redis://:hunter2@h/0",), None
+        )
+        assert handler.filter(record)
+        assert record.getMessage() == "failed: redis://:***@h/0"
+
+
 def test_cli_errors_name_store_urls_without_their_passwords(tmp_path: Path) -> None:
     password = f"Pw-{secrets.token_hex(8)}"
     for args in (

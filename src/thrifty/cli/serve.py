@@ -17,7 +17,7 @@ from thrifty.cli.common import CliError
 
 if TYPE_CHECKING:
     from thrifty.config.gateway import GatewayConfig, ServerSpec
-from thrifty.core.redact import RedactingFilter, redact_url
+from thrifty.core.redact import redact_log_handlers, redact_url
 
 __all__ = ["serve"]
 
@@ -42,8 +42,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, demo: bo
     from thrifty.config.gateway import load_gateway_config
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # no password of a URL reaches a log line
-        handler.addFilter(RedactingFilter())
+    redact_log_handlers()  # no password of a URL reaches a log line
     for noisy in ("uvicorn.access", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if demo and config_path is not None:
@@ -152,7 +151,9 @@ def _run(
     from thrifty.web.guard import uvicorn_config
 
     def server(asgi: object) -> uvicorn.Server:
-        return uvicorn.Server(uvicorn_config(asgi, server_spec))
+        config = uvicorn_config(asgi, server_spec)
+        redact_log_handlers()  # uvicorn's own handlers, just configured (its loggers do not propagate)
+        return uvicorn.Server(config)
 
     async def main() -> None:
         servers = [(server(app), gateway_socket)]

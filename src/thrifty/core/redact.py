@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["RedactingFilter", "redact_text", "redact_url", "url_origin", "url_secrets"]
+__all__ = ["RedactingFilter", "redact_log_handlers", "redact_text", "redact_url", "url_origin", "url_secrets"]
 
 _SECRET_PARAMS = frozenset({"password", "passwd", "pass", "secret", "token", "key", "api_key", "apikey", "sslpassword"})
 # The password runs to the last ``@`` before the path: an unencoded ``@`` in it (``u:p@ss@host``)
@@ -92,3 +92,15 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and record.exc_text is None and record.exc_info[1] is not None:
             record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
         return True
+
+
+def redact_log_handlers() -> None:
+    """A ``RedactingFilter`` on every handler the process's loggers have now: the root's, and those
+    a library configured for its own loggers (uvicorn's, which do not propagate). Call it again
+    after such a library has set its logging up."""
+    loggers = [logging.getLogger()]
+    loggers += [logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
