@@ -38,7 +38,7 @@ def _connect(gateway: RunningGateway) -> socket.socket:
 
 def _answer(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection (or 20 s pass: a test failure)."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = sock.recv(65536)
         if not chunk:
@@ -144,3 +144,28 @@ def test_large_bodies_are_parsed_off_the_loop_and_still_served(simulator_url: st
             max_tokens=5,
         )
         assert reply.choices[0].message.content
+
+
+def test_connections_past_the_total_cap_get_a_429_at_once(simulator_url: str, tmp_path: Path) -> None:
+    server = {"max_connections": 3, "max_connections_per_client": 100}
+    with running_gateway(simulator_url, tmp_path, server=server) as gateway:
+        held = [_connect(gateway) for _ in range(3)]
+        try:
+            for sock in held:  # each one answered: the server holds all three
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            extra = _connect(gateway)
+            answer = _answer(extra)
+            extra.close()
+            assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
+            body = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])
+            assert "server.max_connections" in body["error"]["message"]
+        finally:
+            for sock in held:
+                sock.close()
+        for _ in range(50):  # the slots are freed as the server sees the connections close
+            if httpx2.get(f"{gateway.url}/healthz").status_code == 200:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the gateway still refuses after its connections closed")
