@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from thrifty.core.redact import RedactingFilter
+from thrifty.core.redact import RedactingFilter, redact_text, url_secrets
 from thrifty.stores.ledger.inserter import Inserter
 
 __all__ = ["LEDGER_URL_ENV", "run_sidecar", "status_path"]
@@ -61,12 +61,14 @@ def run_sidecar(journal_dir: Path, ledger_url: str, parent_pid: int | None, poll
     store = open_ledger(ledger_url)
     inserter = Inserter(store, journal_dir, stopping=stop.is_set)
     status = status_path(journal_dir, os.getpid())
+    secrets = url_secrets(ledger_url)  # a driver's error may quote them: not into the status file
     written = 0
     try:
         while True:
             replayed = inserter.replay_orphans()
             written += replayed or 0
-            _write_status(status, written, inserter.last_error)
+            error = inserter.last_error
+            _write_status(status, written, None if error is None else redact_text(error, secrets))
             if stop.is_set() or (parent_pid is not None and not _alive(parent_pid)):
                 # One last pass, for the segments the parent closed on its way out.
                 final = inserter.replay_orphans()
