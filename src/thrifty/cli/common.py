@@ -18,6 +18,7 @@ from thrifty.core.redact import redact_text, redact_url, url_secrets
 
 __all__ = [
     "CliError",
+    "config_option",
     "default_ledger_url",
     "emit_json",
     "json_option",
@@ -25,6 +26,9 @@ __all__ = [
     "price_book",
     "prices_option",
     "read_input",
+    "require_existing",
+    "resolve_ledger",
+    "say_store",
     "store_error",
     "usd",
 ]
@@ -137,6 +141,49 @@ def read_input(source: str | None) -> str:
         return data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not content
     except UnicodeDecodeError as error:
         raise CliError(f"{where}: not UTF-8 text (invalid byte at offset {error.start})") from None
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="THRIFTY_CONFIG",
+        default=None,
+        help="A gateway config: its storage.ledger is the store (env: THRIFTY_CONFIG; before --ledger).",
+    )(func)
+
+
+def resolve_ledger(config_path: Path | None, ledger_url: str | None) -> tuple[str, str]:
+    """The ledger a command acts on, and where that came from. One rule for every command:
+    ``--config``/``THRIFTY_CONFIG`` first (its relative paths anchored at the file's folder), then
+    ``--ledger``/``THRIFTY_LEDGER_URL``, then the embedded default."""
+    if config_path is not None:
+        from thrifty.config.files import ConfigError
+        from thrifty.config.gateway import load_gateway_config
+
+        try:
+            return load_gateway_config(config_path).storage.ledger, f"the config {config_path}"
+        except ConfigError as error:
+            raise CliError(str(error)) from None
+    if ledger_url:
+        return ledger_url, "--ledger"
+    if os.environ.get("THRIFTY_LEDGER_URL"):
+        return default_ledger_url(), "THRIFTY_LEDGER_URL"
+    return default_ledger_url(), "the embedded default"
+
+
+def require_existing(url: str, source: str) -> None:
+    """A read-only command never creates a database: a SQLite file that is not there is an error."""
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            raise CliError(f"no ledger at {path} (from {source}): nothing has been recorded there")
+
+
+def say_store(url: str, source: str) -> None:
+    """Which store a command used, on standard error (standard output stays the command's)."""
+    click.echo(f"thrifty: using {redact_url(url)} (from {source})", err=True)
 
 
 def default_ledger_url() -> str:

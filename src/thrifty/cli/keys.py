@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
-from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, store_error
+from thrifty.cli.common import (
+    CliError,
+    config_option,
+    emit_json,
+    json_option,
+    require_existing,
+    resolve_ledger,
+    say_store,
+    store_error,
+)
 from thrifty.stores.keys import KeyStore
 
 __all__ = ["keys"]
 
+F = TypeVar("F", bound=Any)
 
-def _store(ledger_url: str | None) -> KeyStore:
+
+def _store(config_path: Path | None, ledger_url: str | None, *, read_only: bool = False) -> KeyStore:
     from thrifty.stores.keys import open_keys
 
-    url = ledger_url or default_ledger_url()
+    url, source = resolve_ledger(config_path, ledger_url)
+    if read_only:
+        require_existing(url, source)
+    say_store(url, source)
     try:
         return open_keys(url)
     except ValueError as error:
@@ -22,12 +39,17 @@ def _store(ledger_url: str | None) -> KeyStore:
         raise store_error("the key store", url, error) from None
 
 
-_ledger = click.option(
+_ledger_option = click.option(
     "--ledger",
     "ledger_url",
     default=None,
     help="The database holding keys (default: THRIFTY_LEDGER_URL or the embedded store).",
 )
+
+
+def _ledger(func: F) -> F:
+    """``--config`` (or THRIFTY_CONFIG) first, then ``--ledger``: the gateway's own key store."""
+    return config_option(_ledger_option(func))
 
 
 @click.group()
@@ -43,13 +65,19 @@ def keys() -> None:
 @_ledger
 @json_option
 def create(
-    user: str | None, team: str | None, feature: str | None, note: str | None, ledger_url: str | None, as_json: bool
+    user: str | None,
+    team: str | None,
+    feature: str | None,
+    note: str | None,
+    config_path: Path | None,
+    ledger_url: str | None,
+    as_json: bool,
 ) -> None:
     """Create a key. The secret is shown once and stored only as a hash."""
     for name, value in (("--user", user), ("--team", team), ("--feature", feature)):
         if value is not None and (not value.strip() or len(value) > 256 or not value.isprintable()):
             raise CliError(f"{name}: 1 to 256 printable characters")
-    store = _store(ledger_url)
+    store = _store(config_path, ledger_url)
     try:
         info, secret = store.create(user=user, team=team, feature=feature, note=note)
     finally:
@@ -65,9 +93,9 @@ def create(
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
 @_ledger
 @json_option
-def list_keys(include_revoked: bool, ledger_url: str | None, as_json: bool) -> None:
+def list_keys(include_revoked: bool, config_path: Path | None, ledger_url: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    store = _store(ledger_url)
+    store = _store(config_path, ledger_url, read_only=True)
     try:
         found = store.list(include_revoked=include_revoked)
     finally:
@@ -89,7 +117,7 @@ def list_keys(include_revoked: bool, ledger_url: str | None, as_json: bool) -> N
         emit_json(rows)
         return
     if not rows:
-        click.echo("no keys: the gateway accepts requests without one")
+        click.echo("no keys (a gateway on this store without auth: keys accepts requests without one)")
     for row in rows:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
         click.echo(
@@ -101,9 +129,9 @@ def list_keys(include_revoked: bool, ledger_url: str | None, as_json: bool) -> N
 @keys.command("revoke")
 @click.argument("key_id")
 @_ledger
-def revoke(key_id: str, ledger_url: str | None) -> None:
+def revoke(key_id: str, config_path: Path | None, ledger_url: str | None) -> None:
     """Revoke a key by its id (the gateway stops accepting it within seconds)."""
-    store = _store(ledger_url)
+    store = _store(config_path, ledger_url, read_only=True)
     try:
         done = store.revoke(key_id)
     finally:

@@ -277,7 +277,28 @@ def parse_gateway_config(document: Any, source: str) -> GatewayConfig:
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:
-    return parse_gateway_config(load_document(path), str(path))
+    """The config in ``path``, its relative paths (SQLite files, the journal) anchored at the file's
+    folder: every command given the file acts on the same databases, from whatever directory."""
+    return anchored(parse_gateway_config(load_document(path), str(path)), Path(path).resolve().parent)
+
+
+def anchored(config: GatewayConfig, base: Path) -> GatewayConfig:
+    """``config`` with relative SQLite URLs and directories resolved against ``base``."""
+    storage = config.storage
+    update: dict[str, Any] = {"ledger": _anchored_sqlite(storage.ledger, base)}
+    if storage.journal_dir is not None and not Path(storage.journal_dir).is_absolute():
+        update["journal_dir"] = str(base / storage.journal_dir)
+    changes: dict[str, Any] = {"storage": storage.model_copy(update=update)}
+    if config.budgets.store is not None:
+        changes["budgets"] = config.budgets.model_copy(update={"store": _anchored_sqlite(config.budgets.store, base)})
+    return config.model_copy(update=changes)
+
+
+def _anchored_sqlite(url: str, base: Path) -> str:
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return url
+    path = Path(url.removeprefix("sqlite:///"))
+    return url if path.is_absolute() else f"sqlite:///{base / path}"
 
 
 def missing_keys(config: GatewayConfig) -> list[str]:
