@@ -67,3 +67,18 @@ def test_read_only_commands_never_create_a_database(
     assert "no ledger at" in capsys.readouterr().err
     assert main(["keys", "revoke", "key_x", "--ledger", f"sqlite:///{missing}"]) == 2
     assert not missing.exists()
+
+
+def test_report_takes_the_config_and_never_creates_a_database(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("THRIFTY_LEDGER_URL", raising=False)
+    assert main(["report", "--config", str(config)]) == 2  # nothing recorded there yet
+    assert "no ledger at" in capsys.readouterr().err and not (config.parent / "gw2.db").exists()
+    assert main(["keys", "create", "--config", str(config)]) == 0  # makes the database
+    capsys.readouterr()
+    monkeypatch.setenv("THRIFTY_CONFIG", str(config))
+    assert main(["report", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["totals"]["calls"] == 0 and "gw2.db" in err

@@ -14,11 +14,15 @@ import click
 from thrifty.cli.budgets import budget_report, print_budget_report
 from thrifty.cli.common import (
     CliError,
+    config_option,
     default_ledger_url,
     emit_json,
     json_option,
     parse_when,
     price_book,
+    require_existing,
+    resolve_ledger,
+    say_store,
     store_error,
     usd,
 )
@@ -55,6 +59,7 @@ def _open_existing(url: str) -> LedgerStore:
 
 
 @click.command()
+@config_option
 @ledger_option
 @click.option(
     "--by",
@@ -80,6 +85,7 @@ def report(
     until_text: str | None,
     as_json: bool,
     budgets_url: str | None = None,
+    config_path: Path | None = None,
 ) -> None:
     """Totals from the ledger: calls, tokens and cost by model, feature, user and day."""
     wanted = [g.strip() for g in groups.split(",") if g.strip()]
@@ -90,7 +96,9 @@ def report(
     until = parse_when(until_text, "--until")
     if since and until and since >= until:
         raise CliError("--since must be before --until")
-    url = ledger_url or default_ledger_url()
+    url, source = resolve_ledger(config_path, ledger_url)
+    require_existing(url, source)
+    say_store(url, source)
     store = _open_existing(url)
     try:
         sections = {g: store.totals(g, since, until) for g in wanted}  # type: ignore[arg-type]
