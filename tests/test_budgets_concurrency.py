@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ import yaml
 
 from tests.support.budgets import clear_prefix, redis_namespace
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.processes import free_port, thrifty_process, wait_ready
 from thrifty.core.budgets import Budget, Window, budget_from_doc, usd_to_units
 from thrifty.core.ledger import LedgerRecord
 from thrifty.pipeline.budget_status import budget_status
@@ -48,37 +47,6 @@ MAX_CALL_USD = (Decimal("0.15") * 16 + Decimal("0.60") * MAX_TOKENS) / 1_000_000
 TPM_LIMIT = 2_000
 TPM_SHORT_LIMIT = 600
 TPM_SHORT_WINDOW = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _thrifty(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "thrifty.cli.main", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, path: str = "/readyz") -> None:
-    import httpx2
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx2.get(url + path, timeout=1).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready: {log.read_text()[-3000:]}")
 
 
 @dataclass
@@ -111,12 +79,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> I
     redis_url, prefix = redis_namespace()
     simulator_config = home / "simulator.yaml"
     simulator_config.write_text(yaml.safe_dump({"faults": {"gpt-4o": "delay=4000"}}))
-    sim_port = _free_port()
+    sim_port = free_port()
     sim_log = home / "simulator.log"
-    processes = [_thrifty("simulate", "--port", str(sim_port), "--config", str(simulator_config), log=sim_log)]
+    processes = [thrifty_process("simulate", "--port", str(sim_port), "--config", str(simulator_config), log=sim_log)]
     simulator = f"http://127.0.0.1:{sim_port}"
     try:
-        _wait_ready(simulator, processes[0], sim_log, "/_simulator/health")
+        wait_ready(simulator, processes[0], sim_log, "/_simulator/health")
         urls = []
         for n in range(4):
             config = {
@@ -154,14 +122,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> I
             }
             path = home / f"gateway{n}.yaml"
             path.write_text(yaml.safe_dump(config))
-            port = _free_port()
+            port = free_port()
             log = home / f"gateway{n}.log"
             processes.append(
-                _thrifty("serve", "--config", str(path), "--port", str(port), "--log-level", "warning", log=log)
+                thrifty_process("serve", "--config", str(path), "--port", str(port), "--log-level", "warning", log=log)
             )
             urls.append(f"http://127.0.0.1:{port}")
         for n, url in enumerate(urls):
-            _wait_ready(url, processes[n + 1], home / f"gateway{n}.log")
+            wait_ready(url, processes[n + 1], home / f"gateway{n}.log")
         yield Cluster(urls, processes[1:], redis_url, prefix, ledger_url, simulator, home)
     finally:
         for process in processes:

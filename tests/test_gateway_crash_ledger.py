@@ -5,11 +5,7 @@ not), written by the gateway's sidecar from the journal's intents once the gatew
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,39 +15,11 @@ import httpx2
 import pytest
 import yaml
 
+from tests.support.processes import free_port, thrifty_process, wait_ready
 from thrifty.core.ledger import LedgerRecord
 from thrifty.stores.ledger import open_ledger
 
 STREAMS = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _thrifty(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "thrifty.cli.main", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, path: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx2.get(url + path, timeout=1).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready: {log.read_text()[-3000:]}")
 
 
 @pytest.fixture
@@ -60,12 +28,12 @@ def simulator(tmp_path: Path) -> Iterator[str]:
     event every 100 ms, so no stream is near its end when the gateway is killed."""
     config = tmp_path / "simulator.yaml"
     config.write_text(yaml.safe_dump({"faults": {"gpt-4o-mini": "chunk-delay=100"}}))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "simulator.log"
-    process = _thrifty("simulate", "--port", str(port), "--config", str(config), log=log)
+    process = thrifty_process("simulate", "--port", str(port), "--config", str(config), log=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, log, "/_simulator/health")
+        wait_ready(url, process, log, "/_simulator/health")
         yield url
     finally:
         process.terminate()
@@ -115,12 +83,12 @@ def test_sigkill_under_concurrent_streams_leaves_a_row_for_every_call_that_reach
     }
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "gateway.log"
-    gateway = _thrifty("serve", "--config", str(path), "--port", str(port), "--log-level", "warning", log=log)
+    gateway = thrifty_process("serve", "--config", str(path), "--port", str(port), "--log-level", "warning", log=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, gateway, log, "/readyz")
+        wait_ready(url, gateway, log, "/readyz")
         opened: list[int] = []
 
         async def scenario() -> list[BaseException | None]:

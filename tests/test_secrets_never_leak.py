@@ -23,7 +23,7 @@ import openai
 import pytest
 import yaml
 
-from tests.test_budgets_concurrency import _wait_ready
+from tests.support.processes import wait_ready
 from tests.test_cli_gateway import free_port
 from thrifty.core.redact import redact_text, redact_url, url_origin, url_secrets
 from thrifty.stores.keys import open_keys
@@ -189,7 +189,7 @@ def test_no_secret_in_logs_files_or_command_lines(
     secrets_ = [password, redis_password, provider_key, admin_token, virtual_key]
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process, log)
+        wait_ready(url, process, log)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=virtual_key, max_retries=0)
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
