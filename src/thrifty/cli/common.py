@@ -181,9 +181,11 @@ def require_existing(url: str, source: str) -> None:
             raise CliError(f"no ledger at {path} (from {source}): nothing has been recorded there")
 
 
-def say_store(url: str, source: str) -> None:
-    """Which store a command used, on standard error (standard output stays the command's)."""
-    click.echo(f"thrifty: using {redact_url(url)} (from {source})", err=True)
+def say_store(url: str, source: str, *, quiet: bool = False) -> None:
+    """Which store a command used, on standard error (standard output stays the command's); not
+    with ``--json`` (``quiet``), whose reader wants one document."""
+    if not quiet:
+        click.echo(f"thrifty: using {redact_url(url)} (from {source})", err=True)
 
 
 def default_ledger_url() -> str:

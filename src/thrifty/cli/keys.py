@@ -24,13 +24,15 @@ __all__ = ["keys"]
 F = TypeVar("F", bound=Any)
 
 
-def _store(config_path: Path | None, ledger_url: str | None, *, read_only: bool = False) -> KeyStore:
+def _store(
+    config_path: Path | None, ledger_url: str | None, *, read_only: bool = False, quiet: bool = False
+) -> KeyStore:
     from thrifty.stores.keys import open_keys
 
     url, source = resolve_ledger(config_path, ledger_url)
     if read_only:
         require_existing(url, source)
-    say_store(url, source)
+    say_store(url, source, quiet=quiet)
     try:
         return open_keys(url)
     except ValueError as error:
@@ -77,7 +79,7 @@ def create(
     for name, value in (("--user", user), ("--team", team), ("--feature", feature)):
         if value is not None and (not value.strip() or len(value) > 256 or not value.isprintable()):
             raise CliError(f"{name}: 1 to 256 printable characters")
-    store = _store(config_path, ledger_url)
+    store = _store(config_path, ledger_url, quiet=as_json)
     try:
         info, secret = store.create(user=user, team=team, feature=feature, note=note)
     finally:
@@ -95,7 +97,7 @@ def create(
 @json_option
 def list_keys(include_revoked: bool, config_path: Path | None, ledger_url: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    store = _store(config_path, ledger_url, read_only=True)
+    store = _store(config_path, ledger_url, read_only=True, quiet=as_json)
     try:
         found = store.list(include_revoked=include_revoked)
     finally:

@@ -98,7 +98,7 @@ def report(
         raise CliError("--since must be before --until")
     url, source = resolve_ledger(config_path, ledger_url)
     require_existing(url, source)
-    say_store(url, source)
+    say_store(url, source, quiet=as_json)
     store = _open_existing(url)
     try:
         sections = {g: store.totals(g, since, until) for g in wanted}  # type: ignore[arg-type]
