@@ -226,6 +226,22 @@ class InProcessRuntime:
 
         return self.submit(step())
 
+    def abandon_stream(self, events: AsyncIterator[bytes]) -> Future[None]:
+        """Close a stream its caller never read: it is started first (closing a stream that never
+        began would skip its recording), then closed, so it is recorded as the client's leaving."""
+
+        async def abandon() -> None:
+            try:
+                await events.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        return self._on_loop(abandon())
+
     def close_stream(self, events: AsyncIterator[bytes]) -> Future[None]:
         async def close() -> None:
             aclose = getattr(events, "aclose", None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import Future
 
 import httpx2
 
@@ -215,13 +216,29 @@ class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared
-        result = await asyncio.wrap_future(self.runtime.run(call, route, _attempt_timeout(request)))
+        # Shielded: a caller that gives up (asyncio.wait_for, a cancelled task) does not cancel
+        # the call, which may already be billed upstream; it goes on and is priced and recorded,
+        # as a gateway records a call whose client left before the answer.
+        running = self.runtime.run(call, route, _attempt_timeout(request))
+        try:
+            result = await asyncio.shield(asyncio.wrap_future(running))
+        except asyncio.CancelledError:
+            running.add_done_callback(self._abandoned)
+            raise
         headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
         return httpx2.Response(
             result.status, headers=headers, stream=_AsyncEvents(self.runtime, result.events), request=request
         )
+
+    def _abandoned(self, running: Future[Result]) -> None:
+        """The caller gave up: a stream nobody will read is closed (recorded as the client's leaving)."""
+        if running.cancelled() or running.exception() is not None:
+            return
+        events = running.result().events
+        if events is not None:
+            self.runtime.abandon_stream(events)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
