@@ -137,6 +137,20 @@ def test_totals_group_by_every_dimension(ledger: LedgerStore) -> None:
     assert errors == {"alice": 0, "bob": 1}
 
 
+def test_totals_by_key_and_by_tag(ledger: LedgerStore) -> None:
+    ledger.insert_rows(
+        [
+            record(key_id="key_a", tags=("prod", "search"), ts=T0).to_values(),
+            record(key_id="key_a", tags=("prod",), ts=T0).to_values(),
+            record(key_id="key_b", tags=(), ts=T0).to_values(),
+        ]
+    )
+    assert {t.key: t.calls for t in ledger.totals("key")} == {"key_a": 2, "key_b": 1}
+    by_tag = {t.key: t for t in ledger.totals("tag")}
+    assert {k: t.calls for k, t in by_tag.items()} == {"prod": 2, "search": 1}  # once under each tag
+    assert by_tag["search"].cost_usd == by_tag["prod"].cost_usd / 2
+
+
 def test_time_bounds_select_calls_in_the_window(ledger: LedgerStore) -> None:
     ledger.insert_rows([record(ts=T0 + timedelta(hours=h)).to_values() for h in range(10)])
     window = ledger.totals("model", since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=5))

@@ -13,8 +13,20 @@ from thrifty.core.ledger import LedgerRecord
 
 __all__ = ["GROUPINGS", "GroupBy", "LedgerStore", "Migration", "Totals", "load_migrations", "sql_statements"]
 
-GroupBy = Literal["model", "provider", "feature", "user", "team", "day", "status", "cache"]
-GROUPINGS: tuple[GroupBy, ...] = ("model", "provider", "feature", "user", "team", "day", "status", "cache")
+GroupBy = Literal["model", "provider", "feature", "user", "team", "key", "tag", "day", "status", "cache"]
+GROUPINGS: tuple[GroupBy, ...] = (
+    "model",
+    "provider",
+    "feature",
+    "user",
+    "team",
+    "key",
+    "tag",
+    "day",
+    "status",
+    "cache",
+)
+"""``tag``: a call counts once under each of its tags (a call with none is under no tag)."""
 
 
 @dataclass(frozen=True, slots=True)

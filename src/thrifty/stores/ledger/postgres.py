@@ -22,6 +22,8 @@ _GROUP_SQL: dict[GroupBy, str] = {
     "feature": "feature",
     "user": "user_id",
     "team": "team",
+    "key": "key_id",
+    "tag": "tag",
     "day": "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "status": "status",
     "cache": "COALESCE(cache_status, '-')",
@@ -116,7 +118,8 @@ class PostgresLedger:
                    COALESCE(SUM(cost_total), 0) AS cost_usd,
                    COUNT(*) FILTER (WHERE cost_total IS NULL) AS unpriced_calls,
                    SUM(counterfactual_cost) AS counterfactual_usd
-            FROM ledger {where}
+            FROM {"ledger CROSS JOIN LATERAL jsonb_array_elements_text(tags) AS tag" if group_by == "tag" else "ledger"}
+            {where}
             GROUP BY 1
             ORDER BY 1
         """

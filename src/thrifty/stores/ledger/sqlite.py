@@ -23,6 +23,8 @@ _GROUP_SQL: dict[GroupBy, str] = {
     "feature": "feature",
     "user": "user_id",
     "team": "team",
+    "key": "key_id",
+    "tag": "tag.value",
     "day": "substr(ts, 1, 10)",
     "status": "status",
     "cache": "COALESCE(cache_status, '-')",
@@ -142,7 +144,7 @@ class SQLiteLedger:
                    decimal_sum(cost_total) AS cost_usd,
                    SUM(cost_total IS NULL) AS unpriced_calls,
                    decimal_sum(counterfactual_cost) AS counterfactual_usd
-            FROM ledger {where}
+            FROM {"ledger, json_each(ledger.tags) AS tag" if group_by == "tag" else "ledger"} {where}
             GROUP BY 1
             ORDER BY 1
         """
