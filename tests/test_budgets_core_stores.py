@@ -215,3 +215,13 @@ def test_a_sliding_rate_window_never_admits_more_than_its_limit(store_url: tuple
             total -= admitted[start][1]
             start += 1
         assert total <= limit
+
+
+def test_an_alert_line_says_the_fraction_crossed_or_the_refusal() -> None:
+    from thrifty.pipeline.alerts import describe_alert
+
+    base = {"budget_id": "user:ann:day:usd", "subject": "ann", "limit": "0.0002", "spent": "0.00014"}
+    crossed = describe_alert({**base, "type": "budget.threshold", "threshold": "0.5"})
+    assert "crossed 50% of its limit 0.0002" in crossed and "(70%)" in crossed
+    refused = describe_alert({**base, "type": "budget.exceeded", "threshold": "1"})
+    assert "refused a call that would not fit" in refused and "(70%)" in refused and "crossed" not in refused

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import aiohttp
@@ -17,7 +18,7 @@ from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing.rates import Cost
 from thrifty.core.redact import url_origin
 
-__all__ = ["ALERT_STATUS", "AlertSender"]
+__all__ = ["ALERT_STATUS", "AlertSender", "describe_alert"]
 
 log = logging.getLogger("thrifty.budgets")
 
@@ -28,6 +29,18 @@ hold the event under ``budget_alert``)."""
 
 class _Sink(Protocol):
     def submit(self, record: LedgerRecord) -> None: ...
+
+
+def describe_alert(event: dict[str, Any]) -> str:
+    """One line for the log: which fraction was crossed, or that a call was refused, and the spend
+    as a share of the limit (``budget.exceeded`` fires when a call would not fit, maybe at 70%)."""
+    spent, limit = Decimal(str(event["spent"])), Decimal(str(event["limit"]))
+    share = f"{spent / limit:.0%}" if limit else "-"
+    who = f"{event['budget_id']} ({event['subject']})"
+    if event.get("type") == "budget.exceeded":
+        return f"{who} refused a call that would not fit: spent {event['spent']} of {event['limit']} ({share})"
+    crossed = f"{Decimal(str(event['threshold'])):.0%}"
+    return f"{who} crossed {crossed} of its limit {event['limit']}: spent {event['spent']} ({share})"
 
 
 class AlertSender:
@@ -54,14 +67,7 @@ class AlertSender:
 
     def send(self, event: dict[str, Any]) -> None:
         """Log and record the event now; post it to the webhook in the background."""
-        log.warning(
-            "budget alert: %s %s reached %s of its limit %s (spent %s)",
-            event["budget_id"],
-            event["subject"],
-            event["threshold"],
-            event["limit"],
-            event["spent"],
-        )
+        log.warning("budget alert: %s", describe_alert(event))
         self.sent.append(event)
         del self.sent[:-100]
         if self.writer is not None:
