@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 port=${THRIFTY_DEMO_PORT:-4000}
 url="http://127.0.0.1:${port}"
+# A busy port would have the demo talk to whatever else answers there: stop at once, and say why.
+if ! .venv/bin/python -c "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+    echo "scripts/demo.sh: port $port is in use; set THRIFTY_DEMO_PORT to a free one" >&2
+    exit 1
+fi
 .venv/bin/thrifty serve --demo --port "$port" &
 server=$!
 trap 'kill -INT "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
@@ -18,6 +23,7 @@ for _ in $(seq 1 150); do
     kill -0 "$server" 2>/dev/null || { echo "the gateway did not start" >&2; exit 1; }
     sleep 0.2
 done
+kill -0 "$server" 2>/dev/null || { echo "scripts/demo.sh: the gateway did not start (see above)" >&2; exit 1; }
 echo
 .venv/bin/python examples/demo_calls.py "$url"
 echo
