@@ -186,7 +186,9 @@ def test_a_claude_model_through_an_openai_compatible_host_is_priced_as_anthropic
     assert claude.cost.total == PriceBook().price(usage, "claude-haiku-4-5", at=claude.ts).cost.total
 
 
-def test_a_cancelled_in_process_call_that_reached_the_provider_is_recorded(simulator_url: str, tmp_path: Path) -> None:
+def _given_up(simulator_url: str, tmp_path: Path, status: str, **arguments: Any) -> Any:
+    """The ledger row of an async in-process call whose caller gave up after 0.3 s (waited for up to
+    HARD_LIMIT_S, while the call goes on and is recorded); the call's upstream is slow."""
     import asyncio
     import time as clock
 
@@ -195,47 +197,7 @@ def test_a_cancelled_in_process_call_that_reached_the_provider_is_recorded(simul
     client = runtime.wrap(openai.AsyncOpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"))
 
     async def cancelled() -> None:
-        slow = client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=HELLO,  # type: ignore[arg-type]
-            max_tokens=5,
-            extra_headers={"x-simulator-fault": "delay=1500"},
-        )
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(slow, 0.3)
-
-    try:
-        asyncio.run(cancelled())
-        deadline = clock.monotonic() + HARD_LIMIT_S
-        rows: list[Any] = []
-        while not rows and clock.monotonic() < deadline:  # the call goes on and is recorded
-            runtime.runtime.writer.flush(timeout=5)
-            rows = [r for r in _rows(ledger) if r.status == "ok"]
-            clock.sleep(0.1)
-    finally:
-        runtime.close()
-    (row,) = rows
-    assert row.cost is not None and row.cost.total > 0 and row.usage.output_tokens > 0
-
-
-def test_a_stream_whose_caller_gave_up_before_it_began_is_closed_and_recorded(
-    simulator_url: str, tmp_path: Path
-) -> None:
-    import asyncio
-    import time as clock
-
-    ledger = f"sqlite:///{tmp_path / 'l.db'}"
-    runtime = thrifty.Thrifty(ledger=ledger, journal_dir=tmp_path / "journal")
-    client = runtime.wrap(openai.AsyncOpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"))
-
-    async def cancelled() -> None:
-        slow = client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=HELLO,  # type: ignore[arg-type]
-            max_tokens=50,
-            stream=True,
-            extra_headers={"x-simulator-fault": "delay=1000"},
-        )
+        slow = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, **arguments)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(slow, 0.3)
 
@@ -245,9 +207,23 @@ def test_a_stream_whose_caller_gave_up_before_it_began_is_closed_and_recorded(
         rows: list[Any] = []
         while not rows and clock.monotonic() < deadline:
             runtime.runtime.writer.flush(timeout=5)
-            rows = [r for r in _rows(ledger) if r.status == "client_disconnected"]
+            rows = [r for r in _rows(ledger) if r.status == status]
             clock.sleep(0.1)
     finally:
         runtime.close()
     (row,) = rows
+    return row
+
+
+def test_a_cancelled_in_process_call_that_reached_the_provider_is_recorded(simulator_url: str, tmp_path: Path) -> None:
+    slow = {"x-simulator-fault": "delay=1500"}
+    row = _given_up(simulator_url, tmp_path, "ok", max_tokens=5, extra_headers=slow)
+    assert row.cost is not None and row.cost.total > 0 and row.usage.output_tokens > 0
+
+
+def test_a_stream_whose_caller_gave_up_before_it_began_is_closed_and_recorded(
+    simulator_url: str, tmp_path: Path
+) -> None:
+    slow = {"x-simulator-fault": "delay=1000"}
+    row = _given_up(simulator_url, tmp_path, "client_disconnected", max_tokens=50, stream=True, extra_headers=slow)
     assert row.stream and row.cost is not None and row.cost.total > 0

@@ -151,10 +151,8 @@ def _body_user(body: dict[str, Any], client: ClientAPI) -> str | None:
     if client == "openai":
         named = body.get("user")
     else:
-        metadata = body.get("metadata")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise Rejection(400, "metadata: expected an object")
-        named = (metadata or {}).get("user_id")
+        metadata = body.get("metadata")  # its type was checked by the request's parser
+        named = metadata.get("user_id") if isinstance(metadata, dict) else None
     if isinstance(named, str) and named.strip():
         return named.strip()[:_MAX_LABEL]
     return None
