@@ -33,6 +33,7 @@ import yaml
 from tests.support.budgets import clear_prefix, redis_namespace
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import free_port, thrifty_process, wait_ready
+from thrifty.config.budgets import BudgetsSpec
 from thrifty.core.budgets import Budget, Window, budget_from_doc, usd_to_units
 from thrifty.core.ledger import LedgerRecord
 from thrifty.pipeline.budget_status import budget_status
@@ -400,3 +401,52 @@ def _records(gateway: RunningGateway, expected: int) -> list[LedgerRecord]:
 def test_window_and_units_used_above_are_what_the_budget_says() -> None:
     assert usd_to_units(BUDGET_USD) == 2_000_000_000
     assert Window("day").label == "day"
+
+
+def test_two_gateways_on_one_directory_hold_one_budget_across_chat_n_streams_and_embeddings(
+    simulator_url: str, tmp_path: Path
+) -> None:
+    """The same, with nothing shared but one directory: the SQLite ledger and the SQLite budget
+    store beside it, under two ``thrifty serve`` processes."""
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    open_ledger(ledger).close()  # migrate once, before two processes race to
+    urls, processes = [], []
+    try:
+        for n in range(2):
+            config = {
+                "storage": {"ledger": ledger, "journal_dir": str(tmp_path / f"journal{n}")},
+                "providers": {"openai": {"kind": "openai", "base_url": f"{simulator_url}/v1"}},
+                "models": [
+                    {"name": "gpt-4o-mini", "provider": "openai"},
+                    {"name": "text-embedding-3-small", "provider": "openai"},
+                ],
+                "cache": {"exact": {"enabled": False}},
+                "budgets": {
+                    "refresh_s": 0.5,
+                    "limits": [{"scope": "feature", "value": "mixed", "usd": str(BUDGET_USD), "window": "day"}],
+                },
+            }
+            path = tmp_path / f"gateway{n}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            port = free_port()
+            log = tmp_path / f"gateway{n}.log"
+            processes.append(thrifty_process("serve", "--config", str(path), "--port", str(port), log=log))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, process, n in zip(urls, processes, range(2), strict=True):
+            wait_ready(url, process, tmp_path / f"gateway{n}.log")
+        results = asyncio.run(_fire_mixed(urls, 200, {"x-thrifty-feature": "mixed"}))
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+    refused = [body for status, body in results if status != 200]
+    assert refused and all(body["error"]["type"] == "budget_exceeded" for body in refused), refused[:3]
+    rows = _ledger_rows(ledger, 200, lambda r: r.feature == "mixed" and r.status != "budget_alert")
+    assert len(rows) == 200
+    budget = _budget("feature", "mixed", unit="usd", limit=str(BUDGET_USD))
+    (status,) = _status(f"sqlite:///{tmp_path / 'budgets.db'}", BudgetsSpec().key_prefix, [budget])
+    assert status["reserved"] == "0"
+    spent = Decimal(status["spent"])
+    assert spent <= BUDGET_USD
+    assert spent == sum((r.cost.total for r in rows if r.cost is not None), Decimal(0))
