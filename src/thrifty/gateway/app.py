@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from thrifty.gateway.auth import presented_secret
+from thrifty.gateway.catalog import Catalog, unknown_route, wants_anthropic_shape
 from thrifty.gateway.embeddings import handle_embeddings
 from thrifty.gateway.intake import Binding, Rejection, attribution, build_call, decode_json, new_request_id
 from thrifty.gateway.runtime import Runtime
@@ -57,6 +58,7 @@ _KINDS_BY_STATUS = {
 class Gateway:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._catalog = Catalog(runtime.routes, runtime.counter)
         self._parsing = asyncio.Lock()
         """Held while a large body is parsed and counted on a worker thread: one at a time. The work
         holds the GIL, so two such threads would make the event loop wait twice as long for its
@@ -89,7 +91,8 @@ class Gateway:
         path: str = scope["path"]
         request_id = new_request_id()
         started = time.perf_counter()
-        client: ClientAPI = "anthropic" if path.startswith("/v1/messages") else "openai"
+        anthropic = path.startswith("/v1/messages") or (path.startswith("/v1/models") and wants_anthropic_shape(scope))
+        client: ClientAPI = "anthropic" if anthropic else "openai"
         try:
             if path in ("/healthz", "/health"):
                 keys = self.runtime.keys
@@ -139,10 +142,20 @@ class Gateway:
             who = attribution(scope, body, "openai", binding)
             status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who, size)
             await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
+        elif path == "/v1/messages/count_tokens":
+            if method != "POST":
+                raise Rejection(405, f"{path} takes POST")
+            body, _ = await self._read_json(scope, receive)
+            count, headers = self._catalog.count_tokens(body)
+            await json_response(send, 200, count, [*headers, _id_header(request_id)])
         elif path == "/v1/models" and method == "GET":
-            await json_response(send, 200, self._models(), [_id_header(request_id)])
+            models = self._catalog.models(client == "anthropic")
+            await json_response(send, 200, models, [_id_header(request_id)])
+        elif path.startswith("/v1/models/") and method == "GET":
+            model = self._catalog.model(path.removeprefix("/v1/models/"), client == "anthropic")
+            await json_response(send, 200, model, [_id_header(request_id)])
         else:
-            raise Rejection(404, f"no route {method} {path}", kind="not_found_error", code="not_found")
+            raise unknown_route(method, path)
 
     async def _read_json(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
         raw = await self._read_body(scope, receive)
@@ -244,16 +257,6 @@ class Gateway:
             await send_response(send, result.status, result.body or b"", headers, _JSON)
             return
         await _stream(receive, send, result, headers)
-
-    def _models(self) -> dict[str, Any]:
-        created = int(time.time())
-        return {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": created, "owned_by": "thrifty"}
-                for name in self.runtime.routes.names()
-            ],
-        }
 
     def _readiness(self) -> tuple[bool, dict[str, str]]:
         problem = self.runtime.writer.health() if self.runtime.started else None
