@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ class MessagesCall:
     thinking_budget: int | None
     show_thinking: bool
     uses_cache: bool
+    schema: Mapping[str, Any] | None = None
+    """Structured output's JSON schema (``output_config.format``, or the beta ``output_format``)."""
     total_tokens: int = -1
     """Counted once, on first use (a parsed call may be reused for an identical body)."""
 
@@ -97,7 +100,38 @@ def parse_messages(body: bytes) -> MessagesCall:
         thinking_budget=budget,
         show_thinking=show,
         uses_cache=b'"cache_control"' in body,
+        schema=_output_schema(data),
     )
+
+
+def _output_schema(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The schema the answer must follow: Anthropic's structured outputs, GA as
+    ``output_config.format`` and in beta as ``output_format``; both ``{"type": "json_schema",
+    "schema": {...}}``."""
+    config = data.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise ApiError(400, "output_config: Input should be a valid dictionary")
+    found = [
+        (where, value)
+        for where, value in (
+            ("output_config.format", (config or {}).get("format")),
+            ("output_format", data.get("output_format")),
+        )
+        if value is not None
+    ]
+    if len(found) > 1:
+        raise ApiError(400, "output_format: give output_config.format or output_format, not both")
+    if not found:
+        return None
+    where, spec = found[0]
+    if not isinstance(spec, dict):
+        raise ApiError(400, f"{where}: Input should be a valid dictionary")
+    if spec.get("type") != "json_schema":
+        raise ApiError(400, f"{where}.type: Input should be 'json_schema', got {spec.get('type')!r}")
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        raise ApiError(400, f"{where}.schema: Field required (a JSON schema object)")
+    return schema
 
 
 def _tool_choice(value: object, request: ChatRequest) -> tuple[Tool | None, bool]:
@@ -166,7 +200,7 @@ def _usage(sim: Simulator, call: MessagesCall, encoding: tiktoken.Encoding) -> A
 def _blocks(sim: Simulator, call: MessagesCall, encoding: tiktoken.Encoding) -> tuple[list[_Block], str, str | None]:
     """The answer's content blocks, its stop_reason and stop_sequence."""
     data = call.data
-    seed = seed_of(call.model, data.get("system"), data.get("messages"), data.get("tools"))
+    seed = seed_of(call.model, data.get("system"), data.get("messages"), data.get("tools"), call.schema)
     bank = sim.bank
     budget = call.limit
     blocks: list[_Block] = []
@@ -196,6 +230,15 @@ def _blocks(sim: Simulator, call: MessagesCall, encoding: tiktoken.Encoding) -> 
             call_id = sim.ids.make("toolu_01", 22)
             blocks.append(_Block("tool_use", token_pieces(encoding, text), cost, (call_id, tool.name, arguments)))
             return blocks, "tool_use", None
+    if call.schema is not None:  # constrained decoding: the text is JSON that follows the schema
+        text = orjson.dumps(fill_schema(call.schema, lambda n: bank.words(seed, n), all_properties=True)).decode()
+        tokens = encoding.encode_ordinary(text)
+        if len(tokens) > budget:
+            cut = encoding.decode(tokens[:budget])
+            blocks.append(_Block("text", token_pieces(encoding, cut), budget))
+            return blocks, "max_tokens", None
+        blocks.append(_Block("text", token_pieces(encoding, text), len(tokens)))
+        return blocks, "end_turn", None
     answer = bank.answer(seed, budget)
     answer = cut_at_stop(list(answer.pieces), answer.finish, call.stops, encoding)
     blocks.append(_Block("text", answer.pieces, answer.tokens))
