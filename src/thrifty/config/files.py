@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+
+from thrifty.config.problems import validation_problems
 
 __all__ = ["ConfigError", "describe_validation_error", "load_document", "parse_document", "read_text_file"]
 
@@ -74,25 +75,7 @@ def load_document(path: str | Path) -> Any:
     return parse_document(text, str(file), json_only=file.suffix.lower() == ".json")
 
 
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    """Every problem, on one line: ``prices.yaml: models[2].input_mtok: must be >= 0; ...``."""
-    problems = []
-    for problem in error.errors():
-        where, message = _location(problem["loc"]), str(problem["msg"])
-        if message.startswith("Value error, "):  # our own validators: the message says it all
-            message = message.removeprefix("Value error, ")
-            if not where:  # a check across sections names its own location (routing.rules[0].tier: ...)
-                problems.append(message)
-                continue
-        problems.append(f"{where or '(top level)'}: {message}")
-    return f"{source}: " + "; ".join(problems)
-
-
-def _location(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+def describe_validation_error(error: ValidationError, source: str, model: Any = None) -> str:
+    """Every problem, on one line: ``prices.yaml: models[2].input_mtok: must be >= 0; ...``.
+    ``model``: the type validated, for "did you mean" on unknown keys (see ``validation_problems``)."""
+    return f"{source}: " + "; ".join(problem.text() for problem in validation_problems(error, model))

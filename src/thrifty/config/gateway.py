@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from thrifty.config.budgets import AdminSpec, BudgetsSpec, PlansSpec, RateLimitsSpec, check_references
+from thrifty.config.budgets import AdminSpec, BudgetsSpec, PlansSpec, RateLimitsSpec
+from thrifty.config.budgets import check_references as limits_references
 from thrifty.config.cache import CacheSpec
 from thrifty.config.files import ConfigError, describe_validation_error, load_document
 from thrifty.config.prices import DefaultPrice, ModelPrice
 from thrifty.config.routing import CompressionSpec, OutputCapsSpec, RoutingSpec
-from thrifty.config.routing import check_references as check_routing_references
+from thrifty.config.routing import reference_problems as routing_references
 
 __all__ = [
     "GatewayConfig",
@@ -26,6 +28,7 @@ __all__ = [
     "StorageSpec",
     "check_config_file",
     "load_gateway_config",
+    "section_references",
 ]
 
 ProviderKind = Literal["openai", "anthropic", "openai-compatible", "azure"]
@@ -227,37 +230,10 @@ class GatewayConfig(_Strict):
     output_caps: OutputCapsSpec | None = None
 
     @model_validator(mode="after")
-    def _routing_names_resolve(self) -> GatewayConfig:
-        problem = check_routing_references(self.tiers, self.routing, self.compression, [m.name for m in self.models])
-        if problem:
-            raise ValueError(problem)
-        return self
-
-    @model_validator(mode="after")
-    def _limits_name_served_models(self) -> GatewayConfig:
-        problems = check_references(self.budgets, self.plans, [m.name for m in self.models])
+    def _references_resolve(self) -> GatewayConfig:
+        problems = section_references({name: getattr(self, name) for name in type(self).model_fields})
         if problems:
             raise ValueError("; ".join(problems))
-        return self
-
-    @model_validator(mode="after")
-    def _references_resolve(self) -> GatewayConfig:
-        names = [m.name for m in self.models]
-        seen: set[str] = set()
-        for index, model in enumerate(self.models):
-            if model.name in seen:
-                raise ValueError(f"models[{index}].name: {model.name!r} is defined twice")
-            seen.add(model.name)
-            if model.provider not in self.providers:
-                known = ", ".join(sorted(self.providers)) or "none"
-                raise ValueError(f"models[{index}].provider: no provider {model.provider!r} (defined: {known})")
-            for fallback in model.fallbacks:
-                if fallback not in names:
-                    raise ValueError(f"models[{index}].fallbacks: no model named {fallback!r}")
-                if fallback == model.name:
-                    raise ValueError(f"models[{index}].fallbacks: a model cannot fall back to itself")
-        if not self.models:
-            raise ValueError("models: at least one model is needed")
         return self
 
     def model(self, name: str) -> ModelSpec | None:
@@ -273,7 +249,7 @@ def parse_gateway_config(document: Any, source: str) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(document)
     except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, source)) from None
+        raise ConfigError(describe_validation_error(error, source, GatewayConfig)) from None
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:
@@ -301,20 +277,57 @@ def _anchored_sqlite(url: str, base: Path) -> str:
     return url if path.is_absolute() else f"sqlite:///{base / path}"
 
 
+def section_references(values: Mapping[str, Any]) -> list[str]:
+    """Every name one section uses that another does not define (a model's provider or fallbacks,
+    a rule's tier, a budget's downgrade model, ...). ``values``: the sections by name, validated;
+    a section left out is unknown (it did not validate, or a fragment has none), and the references
+    into it go unchecked."""
+    models: list[ModelSpec] | None = values.get("models")
+    providers: dict[str, ProviderSpec] | None = values.get("providers")
+    names = [model.name for model in models] if models is not None else None
+    problems = _model_references(models, providers) if models is not None else []
+    problems += routing_references(values.get("tiers"), values.get("routing"), values.get("compression"), names)
+    if names is not None and "budgets" in values and "plans" in values:
+        problems += limits_references(values["budgets"], values["plans"], names)
+    return problems
+
+
+def _model_references(models: list[ModelSpec], providers: dict[str, ProviderSpec] | None) -> list[str]:
+    names = {model.name for model in models}
+    problems: list[str] = [] if models else ["models: at least one model is needed"]
+    seen: set[str] = set()
+    for index, model in enumerate(models):
+        if model.name in seen:
+            problems.append(f"models[{index}].name: {model.name!r} is defined twice")
+        seen.add(model.name)
+        if providers is not None and model.provider not in providers:
+            known = ", ".join(sorted(providers)) or "none"
+            problems.append(f"models[{index}].provider: no provider {model.provider!r} (defined: {known})")
+        for fallback in model.fallbacks:
+            if fallback not in names:
+                problems.append(f"models[{index}].fallbacks: no model named {fallback!r}")
+            elif fallback == model.name:
+                problems.append(f"models[{index}].fallbacks: a model cannot fall back to itself")
+    return problems
+
+
 def missing_keys(config: GatewayConfig) -> list[str]:
     """The providers whose ``api_key_env`` names a variable that is not set."""
+    return unset_key_variables(config.providers)
+
+
+def unset_key_variables(providers: Mapping[str, ProviderSpec]) -> list[str]:
+    """``providers.NAME.api_key_env: $VAR is not set`` for each provider whose variable is unset."""
     return [
         f"providers.{name}.api_key_env: ${provider.api_key_env} is not set"
-        for name, provider in config.providers.items()
+        for name, provider in providers.items()
         if provider.api_key_env and not os.environ.get(provider.api_key_env)
     ]
 
 
 def check_config_file(path: str | Path) -> list[str]:
-    """Every problem in the file, each with its location; empty when the file is good. Beyond the
-    schema it checks that the environment variables for keys are set and prices are known."""
-    try:
-        config = load_gateway_config(path)
-    except ConfigError as error:
-        return [str(error)]
-    return [f"{path}: {problem}" for problem in missing_keys(config)]
+    """Every problem in the file, each with its location; empty when the file is good (the schema,
+    references between sections, the key variables; see ``thrifty.config.check`` for the rest)."""
+    from thrifty.config.check import check_file
+
+    return [problem.line(str(path)) for problem in check_file(path).problems]

@@ -37,6 +37,7 @@ __all__ = [
     "WhitespaceSpec",
     "check_references",
     "load_optimisation_spec",
+    "reference_problems",
 ]
 
 PolicyName = Literal["rules", "classifier", "learned", "cheapest"]
@@ -287,37 +288,58 @@ def check_references(
     compression: CompressionSpec | None,
     models: Collection[str] | None,
 ) -> str | None:
-    """The first reference that does not resolve (a tier naming an unknown model, a rule naming an
-    unknown tier, ...), or None. ``models`` None: any model name is accepted (in-process)."""
-    for tier, names in tiers.items():
+    """The first reference that does not resolve (see ``reference_problems``), or None."""
+    problems = reference_problems(tiers, routing, compression, models)
+    return problems[0] if problems else None
+
+
+def reference_problems(
+    tiers: dict[str, list[str]] | None,
+    routing: RoutingSpec | None,
+    compression: CompressionSpec | None,
+    models: Collection[str] | None,
+) -> list[str]:
+    """Every reference that does not resolve (a tier naming an unknown model, a rule naming an
+    unknown tier, ...). ``models`` None: any model name is accepted (in-process, or a fragment);
+    ``tiers`` None: unknown (a section that did not validate), so routing's tiers go unchecked."""
+    problems: list[str] = []
+    for tier, names in (tiers or {}).items():
         if not names:
-            return f"tiers.{tier}: list at least one model"
-        for name in names:
-            if models is not None and name not in models:
-                return f"tiers.{tier}: no model named {name!r} in models:"
-    if routing is not None:
-        if not tiers:
-            return "routing: needs tiers: (the models by tier, cheapest tier first)"
-        known = set(tiers)
-        for index, rule in enumerate(routing.rules):
-            if rule.tier not in known:
-                return f"routing.rules[{index}].tier: no tier {rule.tier!r} (tiers: {', '.join(tiers)})"
-        if routing.default_tier is not None and routing.default_tier not in known:
-            return f"routing.default_tier: no tier {routing.default_tier!r}"
-        thresholds = routing.learned.thresholds if routing.learned is not None else None
-        if thresholds is not None and len(thresholds) != len(tiers) - 1:
-            return f"routing.learned.thresholds: give {len(tiers) - 1} (one fewer than the tiers)"
-        if models is not None:
-            if routing.classifier is not None and routing.classifier.model not in models:
-                return f"routing.classifier.model: no model named {routing.classifier.model!r}"
-            for name in routing.pinned_models:
-                if name not in models:
-                    return f"routing.pinned_models: no model named {name!r}"
+            problems.append(f"tiers.{tier}: list at least one model")
+        problems += [
+            f"tiers.{tier}: no model named {name!r} in models:"
+            for name in names
+            if models is not None and name not in models
+        ]
+    if routing is not None and tiers is not None:
+        problems += _routing_references(tiers, routing)
+    if routing is not None and models is not None:
+        if routing.classifier is not None and routing.classifier.model not in models:
+            problems.append(f"routing.classifier.model: no model named {routing.classifier.model!r}")
+        problems += [
+            f"routing.pinned_models: no model named {name!r}" for name in routing.pinned_models if name not in models
+        ]
     if compression is not None and compression.history is not None and compression.history.summarise is not None:
         model = compression.history.summarise.model
         if models is not None and model not in models:
-            return f"compression.history.summarise.model: no model named {model!r}"
-    return None
+            problems.append(f"compression.history.summarise.model: no model named {model!r}")
+    return problems
+
+
+def _routing_references(tiers: dict[str, list[str]], routing: RoutingSpec) -> list[str]:
+    if not tiers:
+        return ["routing: needs tiers: (the models by tier, cheapest tier first)"]
+    problems = [
+        f"routing.rules[{index}].tier: no tier {rule.tier!r} (tiers: {', '.join(tiers)})"
+        for index, rule in enumerate(routing.rules)
+        if rule.tier not in tiers
+    ]
+    if routing.default_tier is not None and routing.default_tier not in tiers:
+        problems.append(f"routing.default_tier: no tier {routing.default_tier!r}")
+    thresholds = routing.learned.thresholds if routing.learned is not None else None
+    if thresholds is not None and len(thresholds) != len(tiers) - 1:
+        problems.append(f"routing.learned.thresholds: give {len(tiers) - 1} (one fewer than the tiers)")
+    return problems
 
 
 def load_optimisation_spec(source: str | Path | Mapping[str, Any] | OptimisationSpec) -> OptimisationSpec:
