@@ -7,6 +7,7 @@ redacted too."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -49,25 +50,33 @@ def test_urls_lose_their_passwords_and_nothing_else() -> None:
     assert url_origin("https://hooks.example.com/services/T0/B0/SECRET") == "https://hooks.example.com"
 
 
-def test_uvicorns_own_log_handlers_redact_too() -> None:
-    """uvicorn configures handlers of its own (its loggers do not propagate to the root): what it
-    logs, a lifespan failure's message say, is redacted as thrifty's own lines are."""
+def test_uvicorns_own_log_lines_redact_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """uvicorn is configured to leave logging alone (``log_config=None``): its loggers propagate to
+    the process's one handler, so what it logs, a lifespan failure's message say, is redacted as
+    thrifty's own lines are, and comes out in the same format (text or JSON)."""
     import logging
 
     from thrifty.config.gateway import ServerSpec
     from thrifty.core.redact import redact_log_handlers
     from thrifty.web.guard import uvicorn_config
+    from thrifty.web.logfmt import configure_logging
 
-    uvicorn_config(object(), ServerSpec())
-    redact_log_handlers()
-    handlers = logging.getLogger("uvicorn").handlers
-    assert handlers
-    for handler in handlers:
-        record = logging.LogRecord(
-            "uvicorn.error", logging.ERROR, __file__, 1, "failed: %s", ("redis://:hunter2@h/0",), None
-        )
-        assert handler.filter(record)
-        assert record.getMessage() == "failed: redis://:***@h/0"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        for log_format in ("text", "json"):
+            configure_logging("info", log_format)  # type: ignore[arg-type]
+            uvicorn_config(object(), ServerSpec()).configure_logging()
+            redact_log_handlers()
+            assert not logging.getLogger("uvicorn").handlers and logging.getLogger("uvicorn.error").propagate
+            logging.getLogger("uvicorn.error").error("failed: %s", "redis://:hunter2@h/0")
+            err = capsys.readouterr().err
+            assert "redis://:***@h/0" in err and "hunter2" not in err
+            if log_format == "json":
+                assert json.loads(err.strip().splitlines()[-1])["logger"] == "uvicorn.error"
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
 
 
 def test_cli_errors_name_store_urls_without_their_passwords(tmp_path: Path) -> None:

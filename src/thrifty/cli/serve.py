@@ -18,6 +18,7 @@ from thrifty.cli.common import CliError
 if TYPE_CHECKING:
     from thrifty.config.gateway import GatewayConfig, ServerSpec
 from thrifty.core.redact import redact_log_handlers, redact_url
+from thrifty.web.logfmt import LogFormat, configure_logging
 
 __all__ = ["serve"]
 
@@ -36,12 +37,37 @@ __all__ = ["serve"]
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
-def serve(config_path: Path | None, host: str | None, port: int | None, demo: bool, log_level: str) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="THRIFTY_LOG_FORMAT",
+    help="json: one JSON object a line (access lines carry their fields at the top level). Env: THRIFTY_LOG_FORMAT.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    envvar="THRIFTY_ACCESS_LOG",
+    help="One line per request (model, status, cache, cost, latency; never the prompt or a key).",
+)
+def serve(
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    demo: bool,
+    log_level: str,
+    log_format: LogFormat,
+    access_log: bool,
+) -> None:
     """Run the OpenAI- and Anthropic-compatible gateway."""
     from thrifty.config.files import ConfigError
     from thrifty.config.gateway import load_gateway_config
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
+    if not access_log:
+        logging.getLogger("thrifty.access").setLevel(logging.WARNING)
     redact_log_handlers()  # no password of a URL reaches a log line
     for noisy in ("uvicorn.access", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

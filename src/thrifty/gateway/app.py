@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from thrifty.gateway.access import Exchange
 from thrifty.gateway.auth import presented_secret
 from thrifty.gateway.catalog import Catalog, unknown_route, wants_anthropic_shape
 from thrifty.gateway.embeddings import handle_embeddings
@@ -93,6 +94,11 @@ class Gateway:
         started = time.perf_counter()
         anthropic = path.startswith("/v1/messages") or (path.startswith("/v1/models") and wants_anthropic_shape(scope))
         client: ClientAPI = "anthropic" if anthropic else "openai"
+        if path in ("/healthz", "/health", "/readyz"):  # probes: every few seconds, not worth a line
+            exchange = None
+        else:
+            exchange = Exchange(request_id, scope["method"], path, started)
+            send = exchange.watching(send)
         try:
             if path in ("/healthz", "/health"):
                 keys = self.runtime.keys
@@ -109,15 +115,20 @@ class Gateway:
                 await handle_admin(self.runtime, scope, receive, send, request_id)
             else:  # the key first: nothing of a request is read or answered before it is checked
                 binding = await self._authenticate(scope)
-                await self._route(scope, receive, send, client, request_id, started, binding)
+                assert exchange is not None
+                await self._route(scope, receive, send, client, exchange, binding)
         except Rejection as rejection:
             await _reject(send, client, request_id, rejection)
         except ClientGone:
-            return
+            if exchange is not None and exchange.status is None:
+                exchange.status = 499  # as nginx logs it: the client closed the connection first
         except Exception:  # a bug of ours: logged in full, answered without internals
             log.exception("request %s failed", request_id)
             with contextlib.suppress(Exception):
                 await _reject(send, client, request_id, Rejection(500, "internal error in the gateway", "api_error"))
+        finally:
+            if exchange is not None:
+                exchange.log()
 
     async def _route(
         self,
@@ -125,21 +136,23 @@ class Gateway:
         receive: Receive,
         send: Send,
         client: ClientAPI,
-        request_id: str,
-        started: float,
+        exchange: Exchange,
         binding: Binding | None,
     ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        request_id, started = exchange.request_id, exchange.started
         if path in ("/v1/chat/completions", "/v1/messages"):
             if method != "POST":
                 raise Rejection(405, f"{path} takes POST")
-            await self._chat(scope, receive, send, client, request_id, started, binding)
+            await self._chat(scope, receive, send, client, exchange, binding)
         elif path == "/v1/embeddings":
             if method != "POST":
                 raise Rejection(405, f"{path} takes POST")
             body, size = await self._read_json(scope, receive)
             who = attribution(scope, body, "openai", binding)
+            model = body.get("model")
+            exchange.model, exchange.attribution = model if isinstance(model, str) else None, who
             status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who, size)
             await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
         elif path == "/v1/messages/count_tokens":
@@ -230,15 +243,17 @@ class Gateway:
         receive: Receive,
         send: Send,
         client: ClientAPI,
-        request_id: str,
-        started: float,
+        exchange: Exchange,
         binding: Binding | None,
     ) -> None:
+        request_id, started = exchange.request_id, exchange.started
         raw = await self._read_body(scope, receive)
         if len(raw) > self.runtime.config.server.offload_bytes:  # decoded, parsed and counted off the loop
             call = await self._off_loop(self._parse_call, raw, scope, client, binding, request_id, started, True)
         else:
             call = self._parse_call(raw, scope, client, binding, request_id, started, False)
+        exchange.model, exchange.attribution, exchange.stream = call.model, call.attribution, call.stream
+        call.cost_listeners.append(exchange.cost_listener)
         if self.runtime.routes.get(call.model) is None:
             known = ", ".join(self.runtime.routes.names())
             raise Rejection(

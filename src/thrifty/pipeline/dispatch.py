@@ -164,10 +164,18 @@ class Dispatcher:
         attempts: list[dict[str, Any]] = []
         call.details["attempts"] = attempts
         failure = _Failure()
-        for route in chain:
+        for index, route in enumerate(chain):
             result = await self._try_route(call, route, attempts, failure)
             if result is not None:
+                if result.status != 200:
+                    log.warning("call %s: %s; answering %d", call.request_id, failure.message, result.status)
                 return result
+            if index + 1 < len(chain):
+                log.warning("call %s: %s; falling back to %s", call.request_id, failure.message, chain[index + 1].name)
+        if failure.kind != "invalid_request_error":  # not the client's request that no provider could take
+            log.warning(
+                "call %s: %s; no model left to try, answering %d", call.request_id, failure.message, failure.status
+            )
         client_body = (
             failure.body
             if failure.body is not None
@@ -232,7 +240,7 @@ class Dispatcher:
                 response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
             except (aiohttp.ClientError, TimeoutError) as error:
                 self._unanswered(call, route, error, began, note, failure)
-                await self._retry_pause(attempt, None, note)
+                await self._retry_pause(call, attempt, None, note, failure)
                 continue
             if self.pacer is not None:
                 self.pacer.observe(route, response.headers)
@@ -243,7 +251,7 @@ class Dispatcher:
                 result = await self._whole_result(call, route, response, conversion, began, note, failure)
                 if result is not None:
                     return result
-                await self._retry_pause(attempt, None, note)  # cut short or not JSON: retried as a 5xx
+                await self._retry_pause(call, attempt, None, note, failure)  # cut short or not JSON: as a 5xx
                 continue
             raw = await _read_quietly(response)
             note.update(status=response.status, ms=_ms(began))
@@ -261,7 +269,7 @@ class Dispatcher:
             if wait is not None and wait > policy.retry_after_max:
                 note["wait_asked_s"] = wait
                 return None  # too long to wait here: the fallbacks may answer now
-            await self._retry_pause(attempt, wait, note)
+            await self._retry_pause(call, attempt, wait, note, failure)
         return None
 
     def _payload(
@@ -293,7 +301,9 @@ class Dispatcher:
         else:
             failure.message = f"{route.name}: upstream unreachable: {_describe(error)}"
 
-    async def _retry_pause(self, attempt: int, wait: float | None, note: dict[str, Any]) -> None:
+    async def _retry_pause(
+        self, call: Call, attempt: int, wait: float | None, note: dict[str, Any], failure: _Failure
+    ) -> None:
         """Before the next attempt, if there is one: the provider's wait, else backoff."""
         policy = self.policy
         if attempt + 1 >= policy.attempts:
@@ -302,6 +312,14 @@ class Dispatcher:
             wait = backoff_delay(attempt, policy.backoff_base, policy.backoff_max, self.random)
         delay = wait
         note["retry_in_s"] = round(delay, 3)
+        log.warning(
+            "call %s: %s; retry %d of %d in %.2f s",
+            call.request_id,
+            failure.message,
+            attempt + 1,
+            policy.attempts - 1,
+            delay,
+        )
         await self.sleep(delay)
 
     async def _whole_result(
