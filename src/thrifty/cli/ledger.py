@@ -1,4 +1,4 @@
-"""``thrifty report`` (totals from the ledger) and ``thrifty demo`` (a simulated workload)."""
+"""``thrifty demo`` (a simulated workload, then its report); ``thrifty report`` lives in cli/report.py."""
 
 from __future__ import annotations
 
@@ -7,216 +7,18 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import click
 
-from thrifty.cli.budgets import budget_report, print_budget_report
-from thrifty.cli.common import (
-    CliError,
-    config_option,
-    default_ledger_url,
-    emit_json,
-    json_option,
-    parse_when,
-    price_book,
-    require_existing,
-    resolve_ledger,
-    say_store,
-    store_error,
-    usd,
-)
-from thrifty.core.ledger import LOWER_BOUND_STATUSES, LedgerRecord
+from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, price_book, usd
+from thrifty.cli.report import ledger_option, report, report_document
+from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing import format_usd
 from thrifty.core.redact import redact_url
 from thrifty.core.usage import Usage
-from thrifty.stores.ledger import GROUPINGS, LedgerStore, LedgerWriter, Totals, open_ledger
+from thrifty.stores.ledger import LedgerWriter, open_ledger
 
-_DEFAULT_GROUPS = ("model", "feature", "user", "day")
-
-
-def ledger_option(func: Any) -> Any:
-    return click.option(
-        "--ledger",
-        "ledger_url",
-        default=None,
-        help="Ledger URL (sqlite:///FILE or postgresql://...). Env: THRIFTY_LEDGER_URL; "
-        "default: sqlite:///.thrifty/thrifty.db",
-    )(func)
-
-
-def _open_existing(url: str) -> LedgerStore:
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path != ":memory:" and not Path(path).is_file():
-            raise CliError(f"no ledger at {path}: nothing has been recorded there yet")
-    try:
-        return open_ledger(url)
-    except ValueError as error:
-        raise CliError(str(error)) from None
-    except Exception as error:  # an unreachable database: say which, briefly
-        raise store_error("the ledger", url, error) from None
-
-
-@click.command()
-@config_option
-@ledger_option
-@click.option(
-    "--by",
-    "groups",
-    default=",".join(_DEFAULT_GROUPS),
-    show_default=True,
-    help=f"Comma-separated groupings: {', '.join(GROUPINGS)}.",
-)
-@click.option("--since", "since_text", metavar="DATE", help="From this date or time (UTC), inclusive.")
-@click.option("--until", "until_text", metavar="DATE", help="Up to this date or time (UTC), exclusive.")
-@click.option(
-    "--budgets",
-    "budgets_url",
-    default=None,
-    envvar="THRIFTY_BUDGETS_URL",
-    help="The budget store to report utilisation from (default: budgets.db beside a SQLite ledger).",
-)
-@json_option
-def report(
-    ledger_url: str | None,
-    groups: str,
-    since_text: str | None,
-    until_text: str | None,
-    as_json: bool,
-    budgets_url: str | None = None,
-    config_path: Path | None = None,
-) -> None:
-    """Totals from the ledger: calls, tokens and cost by model, feature, user and day."""
-    wanted = [g.strip() for g in groups.split(",") if g.strip()]
-    unknown = [g for g in wanted if g not in GROUPINGS]
-    if unknown or not wanted:
-        raise CliError(f"--by: unknown grouping {', '.join(unknown) or '(none)'}; choose from {', '.join(GROUPINGS)}")
-    since = parse_when(since_text, "--since")
-    until = parse_when(until_text, "--until")
-    if since and until and since >= until:
-        raise CliError("--since must be before --until")
-    url, source = resolve_ledger(config_path, ledger_url)
-    require_existing(url, source)
-    say_store(url, source, quiet=as_json)
-    store = _open_existing(url)
-    try:
-        sections = {g: store.totals(g, since, until) for g in wanted}  # type: ignore[arg-type]
-        caching = store.totals("cache", since, until)
-        by_status = store.totals("status", since, until)
-        savings = store.savings(since, until)
-    finally:
-        store.close()
-    overall = _overall(next(iter(sections.values())))
-    hits = {t.key: t.calls for t in caching}
-    partial = [t for t in by_status if t.key in LOWER_BOUND_STATUSES]
-    budget_rows = budget_report(url, budgets_url)
-    if as_json:
-        emit_json(
-            {
-                "ledger": url,
-                "since": since,
-                "until": until,
-                "totals": _totals_json(overall),
-                "cache": hits,
-                "lower_bounds": _lower_bounds_json(partial),
-                "savings_usd": {k: format_usd(v) for k, v in savings.items()},
-                "by": {g: [_totals_json(t) for t in rows] for g, rows in sections.items()},
-                "budgets": budget_rows,
-            }
-        )
-        return
-    click.echo(
-        f"{overall.calls:,} calls, {usd(overall.cost_usd)} "
-        f"({overall.input_tokens:,} input tokens, {overall.output_tokens:,} output tokens)"
-    )
-    if overall.unpriced_calls:
-        click.echo(f"  {overall.unpriced_calls:,} calls have no known price and are not in the total")
-    _print_lower_bounds(partial)
-    _print_savings(overall, hits, savings)
-    for group, rows in sections.items():
-        click.echo(f"\nby {group}:")
-        click.echo(f"  {'':<32}{'calls':>9}{'input':>14}{'cached':>14}{'output':>12}{'cost':>16}")
-        for t in sorted(rows, key=lambda r: r.cost_usd, reverse=group != "day"):
-            unpriced = f"  (+{t.unpriced_calls} unpriced)" if t.unpriced_calls else ""
-            click.echo(
-                f"  {t.key or '(none)':<32}{t.calls:>9,}{t.input_tokens:>14,}{t.cache_read_tokens:>14,}"
-                f"{t.output_tokens:>12,}{usd(t.cost_usd):>16}{unpriced}"
-            )
-    print_budget_report(budget_rows)
-
-
-def _print_savings(overall: Totals, hits: dict[str | None, int], savings: dict[str, Decimal]) -> None:
-    # The share of the calls the cache decided on: thrifty's own calls (classifier, summaries,
-    # embeddings: "internal") and rows with no cache decision are not in it.
-    served = {k: hits.get(k, 0) for k in ("hit", "semantic", "miss", "bypass")}
-    decided = sum(served.values())
-    if decided:
-        share = (served["hit"] + served["semantic"]) / decided * 100
-        parts = ", ".join(f"{n:,} {k}" for k, n in served.items() if n)
-        click.echo(f"  cache: {share:.1f}% answered from the cache ({parts})")
-    if savings:
-        total = sum(savings.values(), Decimal(0))
-        spent_without = overall.cost_usd + total
-        detail = ", ".join(f"{k} {usd(v)}" for k, v in sorted(savings.items(), key=lambda kv: -kv[1]))
-        percent = f" ({total / spent_without * 100:.1f}% of {usd(spent_without)})" if spent_without > 0 else ""
-        click.echo(f"  saved {usd(total)}{percent}: {detail}")
-
-
-_PARTIAL_NAMES = {"interrupted": "interrupted", "timeout": "timed out", "incomplete": "cut short"}
-
-
-def _print_lower_bounds(partial: list[Totals]) -> None:
-    """Rows whose cost is known only in part: calls in flight when their process stopped, and
-    attempts the provider may have billed without answering in full."""
-    if not partial:
-        return
-    cost = sum((t.cost_usd for t in partial), start=Decimal(0))
-    parts = ", ".join(f"{t.calls:,} {_PARTIAL_NAMES.get(t.key or '', t.key)}" for t in partial)
-    click.echo(
-        f"  lower bounds: {parts}: at least {usd(cost)} of the total "
-        "(their input at the model's price; what was generated is not known)"
-    )
-
-
-def _lower_bounds_json(partial: list[Totals]) -> dict[str, Any]:
-    return {
-        "calls": sum(t.calls for t in partial),
-        "cost_usd": format_usd(sum((t.cost_usd for t in partial), start=Decimal(0))),
-        "by_status": {t.key: {"calls": t.calls, "cost_usd": format_usd(t.cost_usd)} for t in partial},
-    }
-
-
-def _overall(rows: list[Totals]) -> Totals:
-    counterfactuals = [t.counterfactual_usd for t in rows if t.counterfactual_usd is not None]
-    return Totals(
-        key=None,
-        calls=sum(t.calls for t in rows),
-        errors=sum(t.errors for t in rows),
-        input_tokens=sum(t.input_tokens for t in rows),
-        cache_read_tokens=sum(t.cache_read_tokens for t in rows),
-        cache_write_tokens=sum(t.cache_write_tokens for t in rows),
-        output_tokens=sum(t.output_tokens for t in rows),
-        cost_usd=sum((t.cost_usd for t in rows), start=Decimal(0)),
-        unpriced_calls=sum(t.unpriced_calls for t in rows),
-        counterfactual_usd=sum(counterfactuals, start=Decimal(0)) if counterfactuals else None,
-    )
-
-
-def _totals_json(t: Totals) -> dict[str, Any]:
-    return {
-        "key": t.key,
-        "calls": t.calls,
-        "errors": t.errors,
-        "input_tokens": t.input_tokens,
-        "cache_read_tokens": t.cache_read_tokens,
-        "cache_write_tokens": t.cache_write_tokens,
-        "output_tokens": t.output_tokens,
-        "cost_usd": format_usd(t.cost_usd),
-        "unpriced_calls": t.unpriced_calls,
-        "counterfactual_usd": None if t.counterfactual_usd is None else format_usd(t.counterfactual_usd),
-    }
-
+__all__ = ["demo", "report"]
 
 _DEMO_MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
 _DEMO_FEATURES = ("chat", "search", "summarise", "extract")
@@ -227,7 +29,8 @@ _DEMO_USERS = ("alice", "bob", "carol", "dave", "erin")
 @ledger_option
 @click.option("--calls", type=click.IntRange(min=1, max=1_000_000), default=2000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(ledger_url: str | None, calls: int, seed: int) -> None:
+@json_option
+def demo(ledger_url: str | None, calls: int, seed: int, as_json: bool) -> None:
     """Record a simulated day of calls (no provider is contacted), then report on them.
 
     Each call's usage is what a provider would report, cached prompt tokens included; each is priced
@@ -272,6 +75,10 @@ def demo(ledger_url: str | None, calls: int, seed: int) -> None:
             )
     writer.close()
     store.close()
+    if as_json:
+        document = report_document(url)
+        emit_json({"recorded": calls, "cost_usd": format_usd(total), "ledger": redact_url(url), "report": document})
+        return
     click.echo(f"recorded {calls:,} simulated calls costing {usd(total)} into {redact_url(url)}\n")
     ctx = click.get_current_context()
     ctx.invoke(report, ledger_url=url, groups="model,feature,user", since_text=None, until_text=None, as_json=False)

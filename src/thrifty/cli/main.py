@@ -17,8 +17,9 @@ from thrifty.cli.config_cmd import config
 from thrifty.cli.estimate import estimate
 from thrifty.cli.evaluate import evaluate
 from thrifty.cli.keys import keys
-from thrifty.cli.ledger import demo, report
+from thrifty.cli.ledger import demo
 from thrifty.cli.pricing import models, price
+from thrifty.cli.report import report
 from thrifty.cli.routing import router
 from thrifty.cli.serve import serve
 from thrifty.cli.simulate import simulate

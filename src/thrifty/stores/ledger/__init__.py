@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from thrifty.core.redact import redact_url
-from thrifty.stores.ledger.base import GROUPINGS, GroupBy, LedgerStore, Totals
+from thrifty.stores.ledger.base import GROUPINGS, GroupBy, Latencies, LedgerStore, Percentiles, Totals
 from thrifty.stores.ledger.writer import LedgerWriter, WriterStats
 
-__all__ = ["GROUPINGS", "GroupBy", "LedgerStore", "LedgerWriter", "Totals", "WriterStats", "open_ledger"]
+__all__ = [
+    "GROUPINGS",
+    "GroupBy",
+    "Latencies",
+    "LedgerStore",
+    "LedgerWriter",
+    "Percentiles",
+    "Totals",
+    "WriterStats",
+    "open_ledger",
+]
 
 
 def open_ledger(url: str, *, migrate: bool = True) -> LedgerStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,19 @@ from typing import Any, Literal, Protocol
 
 from thrifty.core.ledger import LedgerRecord
 
-__all__ = ["GROUPINGS", "GroupBy", "LedgerStore", "Migration", "Totals", "load_migrations", "sql_statements"]
+__all__ = [
+    "GROUPINGS",
+    "PERCENTILES",
+    "GroupBy",
+    "Latencies",
+    "LedgerStore",
+    "Migration",
+    "Percentiles",
+    "Totals",
+    "load_migrations",
+    "percentiles",
+    "sql_statements",
+]
 
 GroupBy = Literal["model", "provider", "feature", "user", "team", "key", "tag", "day", "status", "cache"]
 GROUPINGS: tuple[GroupBy, ...] = (
@@ -47,6 +60,48 @@ class Totals:
     counterfactual_usd: Decimal | None
 
 
+PERCENTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """Milliseconds at the 50th, 95th and 99th percentile, interpolated between the two nearest
+    values as PostgreSQL's ``percentile_cont`` does (so both backends give the same numbers)."""
+
+    p50: float
+    p95: float
+    p99: float
+
+
+@dataclass(frozen=True, slots=True)
+class Latencies:
+    """The latency and time-to-first-token percentiles of the calls sharing one grouping value,
+    over the calls that recorded one (``ttft_ms`` is recorded for streamed calls only); ``None``
+    when none did."""
+
+    key: str | None
+    latency_ms: Percentiles | None
+    ttft_ms: Percentiles | None
+
+
+def percentiles(values: Sequence[float]) -> Percentiles | None:
+    """``percentile_cont`` at ``PERCENTILES`` of ``values`` (any order); ``None`` for none."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    last = len(ordered) - 1
+
+    def at(fraction: float) -> float:
+        rank = fraction * last
+        low = math.floor(rank)
+        high = math.ceil(rank)
+        first = ordered[low]
+        return first if low == high else first + (ordered[high] - first) * (rank - low)
+
+    p50, p95, p99 = (at(f) for f in PERCENTILES)
+    return Percentiles(p50, p95, p99)
+
+
 class LedgerStore(Protocol):
     """Where ledger rows live. Inserting is idempotent on the record id, so a journal can be
     replayed after a crash without writing anything twice."""
@@ -62,6 +117,12 @@ class LedgerStore(Protocol):
     def totals(
         self, group_by: GroupBy, since: datetime | None = None, until: datetime | None = None
     ) -> list[Totals]: ...
+
+    def latencies(
+        self, group_by: GroupBy, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Latencies]:
+        """Latency and TTFT percentiles for each value of the grouping, ordered as ``totals``."""
+        ...
 
     def records(
         self, since: datetime | None = None, until: datetime | None = None, limit: int = 100

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from thrifty.core.ledger import LEDGER_COLUMNS, LedgerRecord
-from thrifty.stores.ledger.base import GroupBy, Totals, load_migrations, sql_statements
+from thrifty.stores.ledger.base import GroupBy, Latencies, Percentiles, Totals, load_migrations, sql_statements
 
 __all__ = ["PostgresLedger"]
 
@@ -141,6 +141,24 @@ class PostgresLedger:
             for row in rows
         ]
 
+    def latencies(
+        self, group_by: GroupBy, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Latencies]:
+        where, params = _bounds(since, until)
+        fractions = "ARRAY[0.5, 0.95, 0.99]::float8[]"
+        sql = f"""
+            SELECT {_GROUP_SQL[group_by]} AS key,
+                   percentile_cont({fractions}) WITHIN GROUP (ORDER BY latency_ms) AS latency_ms,
+                   percentile_cont({fractions}) WITHIN GROUP (ORDER BY ttft_ms) AS ttft_ms
+            FROM {"ledger CROSS JOIN LATERAL jsonb_array_elements_text(tags) AS tag" if group_by == "tag" else "ledger"}
+            {where}
+            GROUP BY 1
+            ORDER BY 1 NULLS FIRST
+        """
+        with self._lock:
+            rows = self._live().execute(sql.encode(), params).fetchall()
+        return [Latencies(row["key"], _percentiles(row["latency_ms"]), _percentiles(row["ttft_ms"])) for row in rows]
+
     def records(
         self, since: datetime | None = None, until: datetime | None = None, limit: int = 100
     ) -> list[LedgerRecord]:
@@ -172,6 +190,10 @@ class PostgresLedger:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _percentiles(values: list[float] | None) -> Percentiles | None:
+    return None if values is None else Percentiles(*values)
 
 
 def _bounds(since: datetime | None, until: datetime | None) -> tuple[str, list[datetime]]:

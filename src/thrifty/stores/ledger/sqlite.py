@@ -13,7 +13,7 @@ from typing import Any
 
 from thrifty.core.ledger import LEDGER_COLUMNS, LedgerRecord
 from thrifty.core.pricing.rates import format_usd
-from thrifty.stores.ledger.base import GroupBy, Totals, load_migrations, sql_statements
+from thrifty.stores.ledger.base import GroupBy, Latencies, Totals, load_migrations, percentiles, sql_statements
 
 __all__ = ["SQLiteLedger"]
 
@@ -165,6 +165,25 @@ class SQLiteLedger:
             )
             for row in rows
         ]
+
+    def latencies(
+        self, group_by: GroupBy, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Latencies]:
+        # SQLite has no percentile function: the group's values, and the same interpolation as
+        # PostgreSQL's percentile_cont, in Python.
+        where, params = _bounds(since, until)
+        source = "ledger, json_each(ledger.tags) AS tag" if group_by == "tag" else "ledger"
+        sql = f"SELECT {_GROUP_SQL[group_by]} AS key, latency_ms, ttft_ms FROM {source} {where}"
+        groups: dict[str | None, tuple[list[float], list[float]]] = {}
+        with self._lock:
+            for key, latency, ttft in self._conn.execute(sql, params):
+                latencies, ttfts = groups.setdefault(key, ([], []))
+                if latency is not None:
+                    latencies.append(float(latency))
+                if ttft is not None:
+                    ttfts.append(float(ttft))
+        ordered = sorted(groups.items(), key=lambda item: (item[0] is not None, item[0] or ""))
+        return [Latencies(key, percentiles(lat), percentiles(ttft)) for key, (lat, ttft) in ordered]
 
     def records(
         self, since: datetime | None = None, until: datetime | None = None, limit: int = 100
