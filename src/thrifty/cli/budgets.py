@@ -13,7 +13,17 @@ from typing import Any, TypeVar
 
 import click
 
-from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, parse_decimal, store_error
+from thrifty.cli.common import (
+    COUNT,
+    CliError,
+    default_ledger_url,
+    emit_json,
+    json_option,
+    needs_value,
+    parse_decimal,
+    say_store,
+    store_error,
+)
 from thrifty.core.redact import redact_url
 
 __all__ = ["budget_report", "budgets", "print_budget_report"]
@@ -39,9 +49,12 @@ def _run(work: Callable[[Any], Coroutine[Any, Any, T]], store: Any) -> T:
 class _Target:
     """Where budgets live, and what a config adds (plans' budgets, the default time zone)."""
 
-    def __init__(self, config_path: Path | None, store_url: str | None, prefix: str | None) -> None:
+    def __init__(
+        self, config_path: Path | None, store_url: str | None, prefix: str | None, source: str = "--store"
+    ) -> None:
         from thrifty.config.budgets import BudgetsSpec, budget_store_url
 
+        self.source = source
         self.timezone = "UTC"
         self.plan_budgets: list[Any] = []
         self.models: list[str] | None = None
@@ -55,6 +68,8 @@ class _Target:
                 raise CliError(str(error)) from None
             spec = config.budgets
             url = store_url or budget_store_url(spec, config.storage.redis, config.storage.ledger)
+            if not store_url:
+                self.source = f"the config {config_path}"
             self.prefix = prefix or spec.key_prefix
             self.timezone = spec.timezone
             self.models = [m.name for m in config.models]
@@ -65,8 +80,26 @@ class _Target:
                     ]
         else:
             url = store_url or budget_store_url(BudgetsSpec(), None, default_ledger_url())
+            if not store_url:
+                self.source = "the default, beside the ledger"
             self.prefix = prefix or BudgetsSpec().key_prefix
         self.url = url
+
+    @classmethod
+    def for_command(cls, config_path: Path | None, store_url: str | None, prefix: str | None) -> _Target:
+        """The target of a ``budgets`` command, knowing where its store URL came from."""
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        given = ctx.get_parameter_source("store_url") == ParameterSource.ENVIRONMENT
+        return cls(config_path, store_url, prefix, "THRIFTY_BUDGETS_URL" if given else "--store")
+
+    def require_existing(self) -> None:
+        """A read-only command never creates a store: a SQLite file that is not there is an error."""
+        if self.url.startswith("sqlite:///") and not self.url.endswith(":memory:"):
+            path = Path(self.url.removeprefix("sqlite:///"))
+            if not path.is_file():
+                raise CliError(f"no budget store at {path} (from {self.source}): no budget has been set there")
 
     def open(self) -> Any:
         from thrifty.stores.budgets import open_budget_store
@@ -107,22 +140,30 @@ def budgets() -> None:
 
 
 @budgets.command("set")
-@click.option("--user", help="For this user.")
-@click.option("--team", help="For this team.")
-@click.option("--feature", help="For this feature.")
-@click.option("--key", "key_id", help="For this virtual key (its id, key_...).")
-@click.option("--tag", help="For calls carrying this tag.")
+@click.option("--user", callback=needs_value, help="For this user.")
+@click.option("--team", callback=needs_value, help="For this team.")
+@click.option("--feature", callback=needs_value, help="For this feature.")
+@click.option("--key", "key_id", callback=needs_value, help="For this virtual key (its id, key_...).")
+@click.option("--tag", callback=needs_value, help="For calls carrying this tag.")
 @click.option("--global", "is_global", is_flag=True, help="For every call.")
 @click.option("--each", is_flag=True, help="With --user/--team/... and no value: each of them separately.")
-@click.option("--usd", help="The limit in US dollars.")
-@click.option("--tokens", type=click.IntRange(min=0), help="The limit in tokens (input plus output).")
+@click.option("--usd", callback=needs_value, help="The limit in US dollars.")
+@click.option("--tokens", type=COUNT, help="The limit in tokens (input plus output).")
 @click.option("--window", type=click.Choice(["day", "week", "month", "rolling"]), default="day", show_default=True)
 @click.option("--seconds", type=click.IntRange(min=60), help="The length of a rolling window.")
-@click.option("--timezone", help="Where a day, week or month begins (IANA name; default: the config's, UTC).")
+@click.option(
+    "--timezone",
+    callback=needs_value,
+    help="Where a day, week or month begins (IANA name; default: the config's, UTC).",
+)
 @click.option(
     "--alert-at", "alert_at", multiple=True, help="Alert at this fraction of the limit (repeat; default 0.8)."
 )
-@click.option("--downgrade-to", help="At the limit, send calls to this cheaper model instead of refusing them.")
+@click.option(
+    "--downgrade-to",
+    callback=needs_value,
+    help="At the limit, send calls to this cheaper model instead of refusing them.",
+)
 @_where
 @json_option
 def set_budget(
@@ -203,9 +244,13 @@ def set_budget(
 @budgets.command("delete")
 @click.argument("budget_id")
 @_where
-def delete_budget(budget_id: str, config_path: Path | None, store_url: str | None, prefix: str | None) -> None:
+@json_option
+def delete_budget(
+    budget_id: str, config_path: Path | None, store_url: str | None, prefix: str | None, as_json: bool
+) -> None:
     """Delete a budget by its id (as ``thrifty budgets show`` lists it)."""
-    target = _Target(config_path, store_url, prefix)
+    target = _Target.for_command(config_path, store_url, prefix)
+    target.require_existing()  # deleting from a store that is not there would create it
 
     async def delete(store: Any) -> bool:
         result: bool = await store.delete_definition(budget_id)
@@ -213,6 +258,9 @@ def delete_budget(budget_id: str, config_path: Path | None, store_url: str | Non
 
     if not _run(delete, target.open()):
         raise CliError(f"no budget {budget_id!r} in {redact_url(target.url)}")
+    if as_json:
+        emit_json({"deleted": budget_id, "store": redact_url(target.url)})
+        return
     click.echo(f"deleted {budget_id}")
 
 
@@ -221,10 +269,12 @@ def delete_budget(budget_id: str, config_path: Path | None, store_url: str | Non
 @json_option
 def show(config_path: Path | None, store_url: str | None, prefix: str | None, as_json: bool) -> None:
     """Each budget's spend, reservations in flight, what remains and when it resets."""
-    target = _Target(config_path, store_url, prefix)
+    target = _Target.for_command(config_path, store_url, prefix)
+    target.require_existing()
+    say_store(target.url, target.source, quiet=as_json)
     rows = _run(lambda store: _status(store, target.plan_budgets), target.open())
     if as_json:
-        emit_json({"store": target.url, "budgets": rows})
+        emit_json({"store": redact_url(target.url), "budgets": rows})
         return
     if not rows:
         click.echo(f"no budgets in {redact_url(target.url)}")

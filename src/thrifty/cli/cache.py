@@ -11,6 +11,19 @@ from thrifty.core.redact import redact_url
 
 __all__ = ["cache"]
 
+_NAMESPACES = "team:NAME, key:ID, team:NAME/user:U, key:ID/user:U, user:NAME, shared, anonymous"
+
+
+def _check_namespace(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A namespace the gateway can make (core.cache_key.namespace_for); anything else would clear
+    nothing and say "cleared 0", as if the cache had been empty."""
+    if value is None or value in ("shared", "anonymous"):
+        return value
+    kind, _, name = value.partition(":")
+    if kind in ("team", "key", "user") and name.strip() and not name.startswith("/"):
+        return value
+    raise CliError(f"--namespace: {value!r} is not a cache namespace; use one of {_NAMESPACES}")
+
 
 @click.group()
 def cache() -> None:
@@ -18,10 +31,7 @@ def cache() -> None:
 
 
 @cache.command("clear")
-@click.option(
-    "--namespace",
-    help="Only this namespace (team:NAME, key:ID, team:NAME/user:U, key:ID/user:U, user:NAME, shared, anonymous).",
-)
+@click.option("--namespace", callback=_check_namespace, help=f"Only this namespace ({_NAMESPACES}).")
 @click.option(
     "--config",
     "config_path",

@@ -17,11 +17,14 @@ from thrifty.core.pricing import PriceBook
 from thrifty.core.redact import redact_text, redact_url, url_secrets
 
 __all__ = [
+    "COUNT",
     "CliError",
+    "Count",
     "config_option",
     "default_ledger_url",
     "emit_json",
     "json_option",
+    "needs_value",
     "parse_when",
     "price_book",
     "prices_option",
@@ -117,6 +120,58 @@ def parse_decimal(value: str, option: str, *, minimum: Decimal | None = Decimal(
     if not number.is_finite() or (minimum is not None and number < minimum):
         raise CliError(f"{option}: must be a number >= {minimum}, got {value}")
     return number
+
+
+_SUFFIXES = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+
+
+class Count(click.ParamType):  # type: ignore[type-arg]  # click's stubs make ParamType generic
+    """A whole number of things (requests, tokens) >= 0: ``100000``, ``100_000``, ``100k``,
+    ``2.5k``, ``1M``, ``1B``. Anything else is refused on one line naming the option."""
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        number = _count_value(value)
+        if number is None:
+            raise CliError(f"{_option_name(param)}: {value!r} is not a whole number (e.g. 100000, 100k, 2.5k, 1M)")
+        if number < 0:
+            raise CliError(f"{_option_name(param)}: must be >= 0, got {value}")
+        return number
+
+
+def _count_value(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().replace("_", "")
+    factor = _SUFFIXES.get(text[-1:].lower(), 1)
+    digits = text[:-1] if factor != 1 else text
+    if not digits.lstrip("+-").replace(".", "", 1).isdigit():
+        return None
+    try:
+        number = Decimal(digits) * factor
+    except InvalidOperation:
+        return None
+    return int(number) if number == number.to_integral_value() else None
+
+
+COUNT = Count()
+
+
+def _option_name(param: click.Parameter | None) -> str:
+    if param is None:
+        return "value"
+    return max(param.opts, key=len) if param.opts else str(param.name)
+
+
+def needs_value(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse another option taken as this option's value (``--user --usd 5``: click would make
+    ``--usd`` the user's name)."""
+    if isinstance(value, str) and value.startswith("-"):
+        names = {name for p in ctx.command.params for name in (*p.opts, *p.secondary_opts)}
+        if value.split("=", 1)[0] in names:
+            raise CliError(f"{_option_name(param)} needs a value (it was followed by the option {value})")
+    return value
 
 
 def read_input(source: str | None) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from thrifty.cli.common import (
+    COUNT,
     CliError,
     emit_json,
     json_option,
@@ -44,14 +45,14 @@ class _Plan:
 
 @click.command()
 @click.option("--model", "-m", "model_names", multiple=True, required=True, help="Repeat to compare models.")
-@click.option("--input-tokens", type=click.IntRange(min=0), help="Input tokens per request.")
+@click.option("--input-tokens", type=COUNT, help="Input tokens per request.")
 @click.option(
     "--sample",
     type=click.Path(dir_okay=False, allow_dash=True),
     help="JSON lines of real requests (messages, or {messages, tools}); their input tokens are counted per model.",
 )
-@click.option("--output-tokens", type=click.IntRange(min=0), required=True, help="Output tokens per request.")
-@click.option("--requests", type=click.IntRange(min=0), required=True, help="Requests per month.")
+@click.option("--output-tokens", type=COUNT, required=True, help="Output tokens per request.")
+@click.option("--requests", type=COUNT, required=True, help="Requests per month.")
 @click.option("--cached-share", default="0", show_default=True, help="Share of input read from the prompt cache, 0-1.")
 @click.option("--batch", is_flag=True, help="At batch-API rates.")
 @json_option

@@ -12,6 +12,7 @@ from thrifty.cli.common import (
     config_option,
     emit_json,
     json_option,
+    needs_value,
     require_existing,
     resolve_ledger,
     say_store,
@@ -60,10 +61,10 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--user", help="Attribute calls made with this key to this user.")
-@click.option("--team", help="... to this team.")
-@click.option("--feature", help="... to this feature.")
-@click.option("--note", help="A reminder of what the key is for.")
+@click.option("--user", callback=needs_value, help="Attribute calls made with this key to this user.")
+@click.option("--team", callback=needs_value, help="... to this team.")
+@click.option("--feature", callback=needs_value, help="... to this feature.")
+@click.option("--note", callback=needs_value, help="A reminder of what the key is for.")
 @_ledger
 @json_option
 def create(
@@ -131,13 +132,17 @@ def list_keys(include_revoked: bool, config_path: Path | None, ledger_url: str |
 @keys.command("revoke")
 @click.argument("key_id")
 @_ledger
-def revoke(key_id: str, config_path: Path | None, ledger_url: str | None) -> None:
+@json_option
+def revoke(key_id: str, config_path: Path | None, ledger_url: str | None, as_json: bool) -> None:
     """Revoke a key by its id (the gateway stops accepting it within seconds)."""
-    store = _store(config_path, ledger_url, read_only=True)
+    store = _store(config_path, ledger_url, read_only=True, quiet=as_json)
     try:
         done = store.revoke(key_id)
     finally:
         store.close()
     if not done:
         raise CliError(f"no active key {key_id!r}")
+    if as_json:
+        emit_json({"revoked": key_id})
+        return
     click.echo(f"revoked {key_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import click
@@ -49,22 +50,37 @@ def simulate(host: str, port: int, config_file: Path | None, log_level: str) -> 
     except ConfigError as error:
         raise CliError(str(error)) from None
     app = create_app(config)
+    # Bind before anything starts: a busy port is one line and exit 2, not uvicorn's log noise.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    port = sock.getsockname()[1]
     click.echo(
         f"thrifty simulator (simulated upstream, no real models) on http://{host}:{port}\n"
         f"  OpenAI base URL:    http://{host}:{port}/v1\n"
         f"  Anthropic base URL: http://{host}:{port}",
         err=True,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        workers=1,
-        lifespan="on",
-        log_level=log_level,
-        access_log=log_level in ("info", "debug"),
-        server_header=False,
-        date_header=True,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level=log_level,
+            access_log=log_level in ("info", "debug"),
+            server_header=False,
+            date_header=True,
+        )
     )
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
