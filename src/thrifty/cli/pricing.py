@@ -12,33 +12,22 @@ from typing import Any
 
 import click
 
-from thrifty.cli.common import CliError, emit_json, json_option, parse_when, price_book, prices_option, usd
-from thrifty.core.pricing import PriceBook, PricedUsage, Rates, UnknownModelError, format_usd
+from thrifty.cli.common import COUNT, CliError, emit_json, json_option, parse_when, price_book, prices_option, usd
+from thrifty.cli.usage_lines import usage_of_line
+from thrifty.core.pricing import PriceBook, PricedUsage, PriceQuote, Rates, UnknownModelError, format_usd
+from thrifty.core.pricing.catalogue import earliest_known
 from thrifty.core.usage import Usage, UsageError
-
-_USAGE_FIELDS = {
-    "model",
-    "provider",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "batch",
-    "at",
-}
 
 
 @click.command()
 @click.option("--model", "-m", help="Model name, as sent to the provider.")
 @click.option("--provider", "-p", help="Provider id (openai, anthropic, ...); guessed from the model if omitted.")
-@click.option("--input-tokens", type=click.IntRange(min=0), help="Total input, cache reads and writes included.")
-@click.option("--cache-read-tokens", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--cache-write-tokens", type=click.IntRange(min=0), default=0, show_default=True, help="5-minute TTL.")
-@click.option("--cache-write-1h-tokens", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--output-tokens", type=click.IntRange(min=0), default=0, show_default=True, help="Reasoning included.")
-@click.option("--reasoning-tokens", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--input-tokens", type=COUNT, help="Total input, cache reads and writes included.")
+@click.option("--cache-read-tokens", type=COUNT, default=0, show_default=True)
+@click.option("--cache-write-tokens", type=COUNT, default=0, show_default=True, help="5-minute TTL.")
+@click.option("--cache-write-1h-tokens", type=COUNT, default=0, show_default=True)
+@click.option("--output-tokens", type=COUNT, default=0, show_default=True, help="Reasoning included.")
+@click.option("--reasoning-tokens", type=COUNT, default=0, show_default=True)
 @click.option("--batch", is_flag=True, help="Price at batch-API rates.")
 @click.option("--at", "at_text", metavar="DATE", help="Price at the rates in force then (default: now, UTC).")
 @click.option(
@@ -89,7 +78,7 @@ def price(
         priced = book.price(usage, model, provider=provider, at=at, batch=batch)
     except (UsageError, UnknownModelError) as error:
         raise CliError(str(error)) from None
-    result = priced_json(priced, usage, at)
+    result = priced_json(priced, usage, at, explicit_at=at_option is not None, book=book)
     if as_json:
         emit_json(result)
         return
@@ -106,7 +95,7 @@ def price(
     ):
         click.echo(f"  {label:<16}{usd(amount):>16}")
     click.echo(f"  {'total':<16}{usd(cost.total):>16}   (exact: {format_usd(cost.total)})")
-    for note in quote.notes:
+    for note in result["notes"]:
         click.echo(f"  note: {note}")
 
 
@@ -120,9 +109,12 @@ def rates_json(rates: Rates, total_input: int) -> dict[str, str]:
     }
 
 
-def priced_json(priced: PricedUsage, usage: Usage, at: datetime) -> dict[str, Any]:
+def priced_json(
+    priced: PricedUsage, usage: Usage, at: datetime, *, explicit_at: bool = False, book: PriceBook | None = None
+) -> dict[str, Any]:
     quote = priced.quote
     breakdown = priced.cost.as_dict()
+    older = _older_than_known(book, quote, at) if explicit_at and book is not None else None
     return {
         "model": quote.model,
         "provider": quote.provider,
@@ -134,8 +126,25 @@ def priced_json(priced: PricedUsage, usage: Usage, at: datetime) -> dict[str, An
         "total_usd": breakdown.pop("total_usd"),
         "breakdown": breakdown,
         "rates": rates_json(quote.rates, usage.input_tokens),
-        "notes": list(quote.notes),
+        "notes": [*quote.notes, *([older] if older else [])],
     }
+
+
+def _older_than_known(book: PriceBook, quote: PriceQuote, at: datetime) -> str | None:
+    """A date before the earliest the catalogue knows for the model: it has no rate that old, so
+    the rates shown are its earliest, not the ones in force then (the model may not have existed)."""
+    if quote.source != "catalogue":
+        return None
+    entry = book.catalogue.find(quote.model_id, quote.provider)
+    known = earliest_known(entry) if entry is not None else None
+    if known is None or at.date() >= known[0]:
+        return None
+    first, what = known
+    because = "its first dated price" if what == "its first price" else f"its oldest dated version, {what}"
+    return (
+        f"the catalogue has no rate for {quote.model_id} as old as {at.date().isoformat()}: the earliest it has "
+        f"is from {first.isoformat()} ({because}); these are those earliest rates"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +205,6 @@ def _price_line(book: PriceBook, line: str, defaults: _LineDefaults, now: dateti
         raise ValueError(f"not JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(data, Mapping):
         raise ValueError("expected a JSON object")
-    unknown = set(data) - _USAGE_FIELDS
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise ValueError("'model' must be a non-empty string")
@@ -215,26 +221,9 @@ def _price_line(book: PriceBook, line: str, defaults: _LineDefaults, now: dateti
         at = parse_when(at_value, "at") or defaults.at or now
     except CliError as error:
         raise ValueError(error.format_message()) from None
-    usage = Usage(
-        input_tokens=_count(data, "input_tokens", required=True),
-        output_tokens=_count(data, "output_tokens"),
-        cache_read_tokens=_count(data, "cache_read_tokens"),
-        cache_write_5m_tokens=_count(data, "cache_write_tokens"),
-        cache_write_1h_tokens=_count(data, "cache_write_1h_tokens"),
-        reasoning_tokens=_count(data, "reasoning_tokens"),
-    )
-    return priced_json(book.price(usage, model, provider=provider, at=at, batch=batch), usage, at)
-
-
-def _count(data: Mapping[str, Any], key: str, *, required: bool = False) -> int:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"'{key}' is required")
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"'{key}' must be a whole number >= 0, got {value!r}")
-    return value
+    usage = usage_of_line(data)
+    priced = book.price(usage, model, provider=provider, at=at, batch=batch)
+    return priced_json(priced, usage, at, explicit_at=at_value is not None or defaults.at is not None, book=book)
 
 
 @click.command()

@@ -5,9 +5,10 @@ Only the snapshot bundled with the pinned package is read; nothing here touches 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
     from genai_prices.types import ModelInfo, ModelPrice, Provider
 
-__all__ = ["Catalogue", "CatalogueEntry", "CatalogueRates"]
+__all__ = ["Catalogue", "CatalogueEntry", "CatalogueRates", "earliest_known"]
 
 _BATCH_CONTEXT = {"processing": "batch"}
 _PREFERRED = {"openai": 0, "anthropic": 1, "google": 2, "mistral": 3, "deepseek": 4}
@@ -105,6 +106,40 @@ class Catalogue:
                 "priced at 50% of the standard rates"
             )
         return CatalogueRates(rates, tuple(notes))
+
+
+_DATED = re.compile(r"(?<![0-9])(20[0-9]{2})-?([01][0-9])-?([0-3][0-9])(?![0-9])")
+
+
+def earliest_known(entry: CatalogueEntry) -> tuple[date, str] | None:
+    """The earliest date the catalogue knows of for this model, and what says so: the first of
+    its dated prices when every price has a start date, else its oldest dated version name
+    (``gpt-4o-2024-05-13``). ``None`` when it has neither (its first rates carry no date)."""
+    from genai_prices.types import ModelPrice, StartDateConstraint
+
+    found: list[tuple[date, str]] = []
+    prices = entry.info.prices
+    if not isinstance(prices, ModelPrice):
+        starts = [p.constraint.start_date for p in prices if isinstance(p.constraint, StartDateConstraint)]
+        if len(starts) == len(prices):  # every price has a start: before the first there is none
+            found.append((min(starts), "its first price"))
+    for name in (entry.model_id, *_names(entry.info.match)):
+        for year, month, day in _DATED.findall(name):
+            try:
+                found.append((date(int(year), int(month), int(day)), name))
+            except ValueError:
+                continue
+    return min(found, key=lambda f: f[0]) if found else None
+
+
+def _names(logic: object) -> Iterator[str]:
+    for attribute in ("equals", "starts_with"):
+        value = getattr(logic, attribute, None)
+        if isinstance(value, str):
+            yield value
+    for attribute in ("or_", "and_"):
+        for clause in getattr(logic, attribute, None) or ():
+            yield from _names(clause)
 
 
 def _entry(provider: Provider, info: ModelInfo) -> CatalogueEntry:
