@@ -150,7 +150,15 @@ class EscalationSpec(_Strict):
     @field_validator("refusal_patterns")
     @classmethod
     def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        return _compiled(patterns)
+        for pattern in _compiled(patterns):
+            try:  # they are joined into one expression, each as (?:pattern)
+                re.compile(f"(?:{pattern})")
+            except re.error as error:
+                raise ValueError(
+                    f"{pattern!r} cannot be one of several patterns: {error} (they match case-insensitively "
+                    "already; a flag for part of one is written (?i:...))"
+                ) from None
+        return patterns
 
 
 class RoutingSpec(_Strict):
