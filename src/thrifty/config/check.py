@@ -99,7 +99,8 @@ def _check_gateway(document: dict[Any, Any], base_dir: Path) -> CheckedFile:
             problems += validation_problems(error, GatewayConfig)
     if "providers" in values:
         problems += [Problem.parse(text) for text in unset_key_variables(values["providers"])]
-    return CheckedFile("gateway", tuple(str(key) for key in document), problems, config, values)
+    sections = tuple(name for name in document if name in GatewayConfig.model_fields)
+    return CheckedFile("gateway", sections, problems, config, values)
 
 
 def _check_fragment(document: Mapping[Any, Any], names: tuple[str, ...], *, unknown_too: bool) -> CheckedFile:
