@@ -34,8 +34,9 @@ from thrifty.core.routing.checks import AnswerCheck
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline import Call, Pipeline, Result
 from thrifty.pipeline.attempts import AttemptLedger
-from thrifty.pipeline.build import Services, build_steps, retry_policy
+from thrifty.pipeline.build import Services, build_embedding_steps, build_steps, retry_policy
 from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
+from thrifty.pipeline.embeddings import EmbeddingsDispatcher
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.providers.upstream import new_session
@@ -157,6 +158,7 @@ class InProcessRuntime:
             limits=self.limits,
         )
         self.pipeline = Pipeline(build_steps(services, self._routes_of), self._dispatch)
+        self.embeddings = Pipeline(build_embedding_steps(services, self._routes_of), self._embed)
 
     @staticmethod
     async def _new_session() -> aiohttp.ClientSession:
@@ -211,12 +213,19 @@ class InProcessRuntime:
                 self._dispatchers[timeout] = dispatcher
         return await dispatcher(call)
 
-    async def _run(self, call: Call, where: CallRoute) -> Result:
-        self._route.set(where)  # this task's own context: concurrent calls do not see each other's
-        return await self.pipeline.run(call)
+    async def _embed(self, call: Call) -> Result:
+        policy = retry_policy(self.retry, self._route.get().attempt_timeout_s)
+        return await EmbeddingsDispatcher(self._routes_of, self._session, policy)(call)
 
-    def run(self, call: Call, route: Route, attempt_timeout_s: float | None = None) -> Future[Result]:
-        return self.submit(self._run(call, CallRoute(route, attempt_timeout_s)))
+    async def _run(self, call: Call, where: CallRoute, embeddings: bool) -> Result:
+        self._route.set(where)  # this task's own context: concurrent calls do not see each other's
+        return await (self.embeddings if embeddings else self.pipeline).run(call)
+
+    def run(
+        self, call: Call, route: Route, attempt_timeout_s: float | None = None, *, embeddings: bool = False
+    ) -> Future[Result]:
+        """Run ``call`` through the chat pipeline, or with ``embeddings`` the embeddings one."""
+        return self.submit(self._run(call, CallRoute(route, attempt_timeout_s), embeddings))
 
     def next_chunk(self, events: AsyncIterator[bytes]) -> Future[bytes]:
         """The stream's next chunk; the future raises StopAsyncIteration at its end."""

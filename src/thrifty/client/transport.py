@@ -1,5 +1,6 @@
-"""HTTP transports that the official SDKs use unchanged: chat calls go through thrifty's pipeline;
-everything else (files, models, ...) goes straight through."""
+"""HTTP transports that the official SDKs use unchanged: chat and embeddings calls go through
+thrifty's pipelines (priced, recorded, cached, under budgets); everything else (files, models, ...)
+goes straight through."""
 
 from __future__ import annotations
 
@@ -7,12 +8,22 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import Future
+from typing import Literal
 
 import httpx2
 
 from thrifty.client.runtime import InProcessRuntime
 from thrifty.core.pricing import PriceBook, UnknownModelError
-from thrifty.gateway.intake import Binding, Rejection, build_call, decode_json, new_request_id
+from thrifty.gateway.embeddings import embeddings_call
+from thrifty.gateway.intake import (
+    Binding,
+    Rejection,
+    attribution,
+    build_call,
+    cache_headers,
+    decode_json,
+    new_request_id,
+)
 from thrifty.pipeline import Call, Result
 from thrifty.pipeline.call import ClientAPI
 from thrifty.pipeline.conversions import error_body
@@ -22,7 +33,12 @@ from thrifty.providers.upstream import Upstream
 __all__ = ["AsyncThriftyTransport", "ThriftyTransport"]
 
 _HOP_HEADERS = frozenset({"host", "content-length", "accept-encoding", "connection", "transfer-encoding"})
-_ENDPOINTS: tuple[tuple[str, ClientAPI], ...] = (("/chat/completions", "openai"), ("/v1/messages", "anthropic"))
+Endpoint = ClientAPI | Literal["embeddings"]
+_ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
+    ("/chat/completions", "openai"),
+    ("/v1/messages", "anthropic"),
+    ("/embeddings", "embeddings"),
+)
 
 
 _OFFICIAL_HOSTS = {"api.openai.com": "openai", "api.anthropic.com": "anthropic"}
@@ -52,6 +68,9 @@ class _FixedUpstream(Upstream):
     def chat_url(self, upstream_model: str) -> str:
         return self._url
 
+    def embeddings_url(self, upstream_model: str) -> str:
+        return self._url
+
 
 def _catalogue_provider(prices: PriceBook, model: str) -> str | None:
     """The provider the price catalogue knows ``model`` by, when it knows it at all."""
@@ -61,7 +80,7 @@ def _catalogue_provider(prices: PriceBook, model: str) -> str | None:
         return None
 
 
-def _endpoint(request: httpx2.Request) -> ClientAPI | None:
+def _endpoint(request: httpx2.Request) -> Endpoint | None:
     if request.method != "POST":
         return None
     path = request.url.path
@@ -92,7 +111,7 @@ class _Prepared:
 def _prepare(
     runtime: InProcessRuntime,
     request: httpx2.Request,
-    client: ClientAPI,
+    endpoint: Endpoint,
     defaults: Mapping[str, str],
     binding: Binding | None,
 ) -> tuple[Call, Route] | _Prepared:
@@ -102,25 +121,36 @@ def _prepare(
     for name, value in defaults.items():
         headers.setdefault(name, value)
     scope = {"headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]}
+    client: ClientAPI = "anthropic" if endpoint == "anthropic" else "openai"
+    upstream_headers = {k: v for k, v in headers.items() if k not in _HOP_HEADERS and not k.startswith("x-thrifty-")}
+
+    def route_of(model: str) -> Route:
+        upstream = _FixedUpstream(str(request.url), client, upstream_headers, runtime.prices, model)
+        return Route(
+            name=model,
+            upstream=upstream,
+            upstream_model=model,
+            priced_as=model,
+            context_window=None,
+            max_output_tokens=None,
+            fallbacks=(),
+            capabilities=frozenset(),
+        )
+
     try:
         body = decode_json(request.content)
+        if endpoint == "embeddings":
+            who = attribution(scope, body, "openai", binding)
+            call, route = embeddings_call(
+                body, route_of, runtime.counter, request_id, started, who, len(request.content)
+            )
+            call.cache_directive, call.cache_version = cache_headers(scope)
+            return call, route
         call = build_call(scope, body, client, binding, request_id, started)
     except Rejection as rejection:
         payload = error_body(client, rejection.status, rejection.message, rejection.kind, rejection.code)
         return _Prepared(rejection.status, payload, [("x-thrifty-request-id", request_id)])
-    upstream_headers = {k: v for k, v in headers.items() if k not in _HOP_HEADERS and not k.startswith("x-thrifty-")}
-    upstream = _FixedUpstream(str(request.url), client, upstream_headers, runtime.prices, call.model)
-    route = Route(
-        name=call.model,
-        upstream=upstream,
-        upstream_model=call.model,
-        priced_as=call.model,
-        context_window=None,
-        max_output_tokens=None,
-        fallbacks=(),
-        capabilities=frozenset(),
-    )
-    return call, route
+    return call, route_of(call.model)
 
 
 def _response_headers(call: Call, call_model: str, result: Result) -> list[tuple[str, str]]:
@@ -184,7 +214,7 @@ class ThriftyTransport(httpx2.BaseTransport):
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
         call, route = prepared
-        result = self.runtime.run(call, route, _attempt_timeout(request)).result()
+        result = self.runtime.run(call, route, _attempt_timeout(request), embeddings=client == "embeddings").result()
         headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
@@ -219,7 +249,7 @@ class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
         # Shielded: a caller that gives up (asyncio.wait_for, a cancelled task) does not cancel
         # the call, which may already be billed upstream; it goes on and is priced and recorded,
         # as a gateway records a call whose client left before the answer.
-        running = self.runtime.run(call, route, _attempt_timeout(request))
+        running = self.runtime.run(call, route, _attempt_timeout(request), embeddings=client == "embeddings")
         try:
             result = await asyncio.shield(asyncio.wrap_future(running))
         except asyncio.CancelledError:

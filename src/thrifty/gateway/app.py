@@ -153,7 +153,9 @@ class Gateway:
             who = attribution(scope, body, "openai", binding)
             model = body.get("model")
             exchange.model, exchange.attribution = model if isinstance(model, str) else None, who
-            status, payload, headers = await handle_embeddings(self.runtime, body, request_id, started, who, size)
+            status, payload, headers = await handle_embeddings(
+                self.runtime, scope, body, request_id, started, who, size
+            )
             await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
         elif path == "/v1/messages/count_tokens":
             if method != "POST":

@@ -1,32 +1,29 @@
-"""``POST /v1/embeddings``: forwarded to an OpenAI-format provider, priced and recorded, and held
-to the same budgets, plans and rate limits as chat: the input's tokens are counted exactly and
-reserved before the provider is asked (embeddings bill input only), then settled to the cost."""
+"""``POST /v1/embeddings``: the request checked and made a ``Call`` for the embeddings pipeline
+(``pipeline.embeddings``): priced and recorded, answered from the exact cache when the same input
+was embedded before, and held to the same budgets, plans and rate limits as chat: the input's
+tokens are counted exactly and reserved before the provider is asked (embeddings bill input only),
+then settled to the cost. The in-process client makes its calls with ``embeddings_call`` too."""
 
 from __future__ import annotations
 
 import asyncio
-import random
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-
-import aiohttp
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from thrifty.core import _validate as v
-from thrifty.core.ledger import LedgerRecord
 from thrifty.core.messages import ChatRequest, RequestError
-from thrifty.core.pricing import Cost, UnknownModelError, format_usd
-from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
+from thrifty.core.pricing import UnknownModelError
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.core.usage import Usage, UsageError
-from thrifty.gateway.intake import Rejection
-from thrifty.gateway.runtime import Runtime
-from thrifty.pipeline import Pipeline
-from thrifty.pipeline.call import Attribution, Call, Result
+from thrifty.gateway.intake import Rejection, cache_headers
+from thrifty.pipeline.call import Attribution, Call
 from thrifty.pipeline.dispatch import Route
+from thrifty.web.asgi import Scope
 
-__all__ = ["handle_embeddings"]
+if TYPE_CHECKING:
+    from thrifty.gateway.runtime import Runtime
+
+__all__ = ["embeddings_call", "handle_embeddings", "input_tokens"]
 
 
 _LARGE_INPUT = 256 * 1024
@@ -71,9 +68,17 @@ def _generates_text(runtime: Runtime, route: Route) -> bool:
     return bool(rates.output.at(0))
 
 
-async def handle_embeddings(
-    runtime: Runtime, body: dict[str, Any], request_id: str, started: float, who: Attribution, size: int = 0
-) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+def embeddings_call(
+    body: dict[str, Any],
+    route_of: Callable[[str], Route | None],
+    counter: TokenCounter,
+    request_id: str,
+    started: float,
+    who: Attribution,
+    size: int = 0,
+) -> tuple[Call, Route]:
+    """The checked request as a ``Call`` for the embeddings pipeline, its input's tokens counted
+    (what budgets reserve). Raises ``Rejection`` for a request that cannot be served."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise Rejection(400, "model: expected a non-empty string")
@@ -83,19 +88,12 @@ async def handle_embeddings(
         v.fields(body, _FIELD_CHECKS)
     except RequestError as error:
         raise Rejection(400, str(error)) from None
-    route = runtime.routes.get(model)
+    route = route_of(model)
     if route is None:
         raise Rejection(404, f"unknown model {model!r}", "not_found_error", "model_not_found")
     if route.upstream.wire != "openai":
         raise Rejection(400, f"{model} is served by an Anthropic-format provider, which has no embeddings endpoint")
-    if _generates_text(runtime, route):
-        raise Rejection(
-            400, f"model: {model} is a chat model; /v1/embeddings takes an embedding model", code="model_not_embedding"
-        )
-    if size > _LARGE_INPUT:
-        tokens = await asyncio.to_thread(input_tokens, body["input"], runtime.counter, route.priced_as)
-    else:
-        tokens = input_tokens(body["input"], runtime.counter, route.priced_as)
+    tokens = input_tokens(body["input"], counter, route.priced_as)
     call = Call(
         request_id=request_id,
         client_api="openai",
@@ -109,89 +107,29 @@ async def handle_embeddings(
         body_size=size,
         details={"endpoint": "embeddings", "upstream_model": route.upstream_model},
     )
-    for each in runtime.routes.chain(model):  # what the budget estimate reads, for every route
-        call.input_tokens[each.priced_as] = tokens
+    call.input_tokens[route.priced_as] = tokens  # what the budget estimate reads
+    return call, route
 
-    async def forward(call: Call) -> Result:
-        status, raw = await _forward(runtime, route, body)
-        return Result(status=status, body=raw, billed=status == 200)
 
-    limits = runtime.limits
-    run = Pipeline(limits.steps(runtime.routes.chain), forward).run if limits is not None else forward
-    result = await run(call)
-    status, raw = result.status, result.body or b""
-    usage = Usage()
-    cost: Cost | None = Cost()  # a refused request is not billed: a known zero
+async def handle_embeddings(
+    runtime: Runtime, scope: Scope, body: dict[str, Any], request_id: str, started: float, who: Attribution, size: int
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    asked = runtime.routes.get(body["model"]) if isinstance(body.get("model"), str) else None
+    if asked is not None and _generates_text(runtime, asked):
+        raise Rejection(
+            400,
+            f"model: {asked.name} is a chat model; /v1/embeddings takes an embedding model",
+            code="model_not_embedding",
+        )
+    args = (body, runtime.routes.get, runtime.counter, request_id, started, who, size)
+    call, route = await asyncio.to_thread(embeddings_call, *args) if size > _LARGE_INPUT else embeddings_call(*args)
+    call.cache_directive, call.cache_version = cache_headers(scope)
+    pipeline = runtime.embeddings
+    assert pipeline is not None, "the gateway has not started"
+    result = await pipeline.run(call)
     headers: list[tuple[bytes, bytes]] = [
         (b"x-thrifty-model", route.name.encode()),
-        (b"x-thrifty-cache", b"miss"),
-        *result.headers,  # a refusal's Retry-After
+        (b"x-thrifty-cache", call.cache_status.encode()),
+        *result.headers,  # the cost; a refusal's Retry-After
     ]
-    if status == 200:
-        try:
-            reported = orjson.loads(raw).get("usage") or {}
-            usage = Usage(input_tokens=int(reported.get("prompt_tokens") or reported.get("total_tokens") or 0))
-        except (orjson.JSONDecodeError, AttributeError, UsageError, ValueError, TypeError):
-            usage = Usage()
-        ts = datetime.now(UTC)
-        try:
-            cost = runtime.prices.price(usage, route.priced_as, provider=route.upstream.provider_id, at=ts).cost
-            headers.append((b"x-thrifty-cost-usd", format_usd(cost.total).encode()))
-        except UnknownModelError:
-            cost = None
-    for listener in call.cost_listeners:  # budgets settle to the cost (or release a refusal's hold)
-        listener(cost, usage)
-    runtime.writer.submit(
-        LedgerRecord(
-            requested_model=model,
-            served_model=route.name,
-            ts=datetime.now(UTC),
-            request_id=request_id,
-            user=who.user,
-            team=who.team,
-            feature=who.feature,
-            key_id=who.key_id,
-            tags=who.tags,
-            provider=route.upstream.name,
-            usage=usage,
-            cost=cost,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            status="ok" if status == 200 else "error",
-            http_status=status,
-            cache_status="miss",
-            error=result.error,
-            details=call.details,
-        )
-    )
-    return status, raw, headers
-
-
-async def _forward(runtime: Runtime, route: Route, body: dict[str, Any]) -> tuple[int, bytes]:
-    """The provider's answer, retried as the retry policy says."""
-    session = runtime.session
-    assert session is not None
-    payload = orjson.dumps({**body, "model": route.upstream_model})
-    retry = runtime.config.retry
-    timeout = aiohttp.ClientTimeout(total=retry.attempt_timeout_s, sock_connect=retry.connect_timeout_s)
-    status, raw = 502, b""
-    for attempt in range(retry.attempts):
-        try:
-            async with session.post(
-                route.upstream.embeddings_url(route.upstream_model),
-                data=payload,
-                headers=route.upstream.headers(),
-                timeout=timeout,
-            ) as response:
-                status, raw = response.status, await response.read()
-                wait = provider_wait({k.lower(): v for k, v in response.headers.items()})
-        except (aiohttp.ClientError, TimeoutError) as error:
-            message = {"error": {"message": f"upstream unreachable: {error}", "type": "api_error"}}
-            status, raw, wait = 502, orjson.dumps(message), None
-        if status == 200 or not is_retryable(status) or attempt + 1 == retry.attempts:
-            break
-        await asyncio.sleep(
-            wait
-            if wait is not None
-            else backoff_delay(attempt, retry.backoff_base_s, retry.backoff_max_s, random.random)
-        )
-    return status, raw
+    return result.status, result.body or b"", headers

@@ -21,9 +21,10 @@ from thrifty.core.tokens.encodings import Encodings
 from thrifty.gateway.auth import KeyCache, is_loopback
 from thrifty.pipeline import Pipeline
 from thrifty.pipeline.attempts import AttemptLedger
-from thrifty.pipeline.build import Services, build_steps, retry_policy
+from thrifty.pipeline.build import Services, build_embedding_steps, build_steps, retry_policy
 from thrifty.pipeline.call import Step
 from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
+from thrifty.pipeline.embeddings import EmbeddingsDispatcher
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.providers.upstream import Upstream, new_session
@@ -102,6 +103,8 @@ class Runtime:
     optimisation: Optimisation | None = None
     """Routing, compression and output caps (see ``pipeline.optimisation``)."""
     pipeline: Pipeline | None = None
+    embeddings: Pipeline | None = None
+    """``/v1/embeddings``' pipeline (``pipeline.embeddings``), built in ``start`` as ``pipeline`` is."""
     started: bool = field(default=False)
 
     @classmethod
@@ -175,6 +178,9 @@ class Runtime:
                 await self.semantic.start()  # loads the embedding model now, in a worker thread
         await self._share_router_embedder()
         self.pipeline = Pipeline(self._steps(), self.dispatcher)
+        services = self._services()
+        forward = EmbeddingsDispatcher(self._one_route, self.session, retry_policy(self.config.retry))
+        self.embeddings = Pipeline(build_embedding_steps(services, self._one_route), forward)
         self.started = True
 
     async def _share_router_embedder(self) -> None:
@@ -191,8 +197,16 @@ class Runtime:
         if callable(load):
             await asyncio.to_thread(load)
 
+    def _one_route(self, name: str) -> list[Route]:
+        """An embedding model's route, with no fallbacks (their vectors are another space)."""
+        route = self.routes.get(name)
+        return [route] if route is not None else []
+
     def _steps(self) -> list[Step]:
-        services = Services(
+        return build_steps(self._services(), self.routes.chain)
+
+    def _services(self) -> Services:
+        return Services(
             prices=self.prices,
             writer=self.writer,
             counter=self.counter,
@@ -202,7 +216,6 @@ class Runtime:
             optimisation=self.optimisation,
             limits=self.limits,
         )
-        return build_steps(services, self.routes.chain)
 
     async def stop(self) -> None:
         if self.semantic is not None:

@@ -14,6 +14,7 @@ from thrifty.pipeline.budget_estimate import RoutesOf
 from thrifty.pipeline.cache import ExactCacheStep
 from thrifty.pipeline.call import Step
 from thrifty.pipeline.dispatch import RetryPolicy
+from thrifty.pipeline.embeddings import EmbeddingsCacheStep
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.record import RecordSink, RecordStep
@@ -22,7 +23,7 @@ from thrifty.stores.cache import ResponseCache
 if TYPE_CHECKING:
     from thrifty.semantic.service import SemanticService
 
-__all__ = ["Services", "build_steps", "retry_policy"]
+__all__ = ["Services", "build_embedding_steps", "build_steps", "retry_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,18 @@ def build_steps(services: Services, routes_of: RoutesOf) -> list[Step]:
         steps += services.optimisation.router_steps(record.record)
     if services.limits is not None:
         steps += services.limits.steps(routes_of)  # budgets, then rate limits: innermost
+    return steps
+
+
+def build_embedding_steps(services: Services, routes_of: RoutesOf) -> list[Step]:
+    """The embeddings pipeline, outermost first: record, the exact embedding cache, then budgets and
+    rate limits. ``routes_of`` gives one model: embeddings never fall back to another model."""
+    steps: list[Step] = [RecordStep(services.prices, services.writer, services.counter)]
+    exact = services.cache.exact
+    if exact.enabled and services.response_cache is not None:
+        steps.append(EmbeddingsCacheStep(services.response_cache, exact, services.prices))
+    if services.limits is not None:
+        steps += services.limits.steps(routes_of)
     return steps
 
 

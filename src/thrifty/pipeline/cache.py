@@ -29,6 +29,7 @@ __all__ = [
     "load_entry",
     "price_stored",
     "stored_stream",
+    "ttl_for",
 ]
 
 log = logging.getLogger("thrifty.cache")
@@ -72,7 +73,7 @@ class ExactCacheStep:
         result = await next_step(call)
         if result.status != 200 or call.cache_status != "miss":
             return result  # failed, or answered by an inner cache (semantic): not stored as exact
-        ttl = _ttl(spec, namespace)
+        ttl = ttl_for(spec, namespace)
         if result.events is None:
             if result.body is not None and len(result.body) <= spec.max_entry_bytes:
                 await self._store(namespace, key, call, result, result.body, result.usage, ttl)
@@ -197,7 +198,8 @@ def load_entry(raw: bytes) -> dict[str, Any] | None:
     return entry
 
 
-def _ttl(spec: ExactCacheSpec, namespace: str) -> int:
+def ttl_for(spec: ExactCacheSpec, namespace: str) -> int:
+    """How long an entry of ``namespace`` is kept: its own TTL, else the cache's."""
     override = spec.namespaces.get(namespace)
     return override.ttl_s if override is not None and override.ttl_s is not None else spec.ttl_s
 

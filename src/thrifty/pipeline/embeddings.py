@@ -1,0 +1,152 @@
+"""Embeddings through the same steps as chat, for both faces: the record step (priced from the
+provider's usage), the exact embedding cache, budgets and rate limits, then the provider.
+
+Embeddings are deterministic, so identical requests (same model, input, ``dimensions``,
+``encoding_format``; not who asked) from one tenant get the stored answer, at no cost. There is no
+fallback to another model: another model's vectors live in another space, and a caller mixing them
+would get nonsense, silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from thrifty.config.cache import ExactCacheSpec
+from thrifty.core.cache_key import exact_key, namespace_for
+from thrifty.core.pricing import PriceBook
+from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
+from thrifty.core.usage import Usage
+from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, ttl_for
+from thrifty.pipeline.call import Call, Next, Result
+from thrifty.pipeline.conversions import error_body
+from thrifty.pipeline.dispatch import RetryPolicy, Route
+from thrifty.stores.cache import ResponseCache
+
+__all__ = ["EmbeddingsCacheStep", "EmbeddingsDispatcher"]
+
+log = logging.getLogger("thrifty.dispatch")
+
+_API = "embeddings"
+"""The cache entries' ``api``: an embeddings entry never answers a chat request, nor the reverse."""
+
+
+class EmbeddingsCacheStep:
+    def __init__(self, cache: ResponseCache, spec: ExactCacheSpec, prices: PriceBook) -> None:
+        self.cache = cache
+        self.spec = spec
+        self.prices = prices
+
+    async def __call__(self, call: Call, next_step: Next) -> Result:
+        spec = self.spec
+        if not spec.enabled or call.cache_directive == "off":
+            call.cache_status = "bypass"
+            return await next_step(call)
+        who = call.attribution
+        namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)
+        key = exact_key(call.body, _API, call.model, call.cache_version)
+        stored = await self.cache.get(namespace, key)
+        if stored is not None:
+            entry = load_entry(stored)
+            if entry is not None and entry.get("api") == _API:
+                return cache_hit_result(call, entry, "hit", "exact_cache", self.prices)
+        call.cache_status = "miss"
+        result = await next_step(call)
+        body = result.body
+        if result.status == 200 and body is not None and len(body) <= spec.max_entry_bytes:
+            value = encode_entry(call, result, body, result.usage, self.prices, api=_API)
+            await self.cache.put(namespace, key, value, ttl_for(spec, namespace))
+        return result
+
+
+class EmbeddingsDispatcher:
+    """The last step: the call's one model, retried as the policy says."""
+
+    def __init__(
+        self,
+        routes_of: Callable[[str], list[Route]],
+        session: aiohttp.ClientSession,
+        policy: RetryPolicy,
+        random_source: Callable[[], float] = random.random,
+    ) -> None:
+        self.routes_of = routes_of
+        self.session = session
+        self.policy = policy
+        self.random = random_source
+        self._timeout = aiohttp.ClientTimeout(total=policy.attempt_timeout, sock_connect=policy.connect_timeout)
+
+    async def __call__(self, call: Call) -> Result:
+        route = self.routes_of(call.model)[0]
+        payload = orjson.dumps({**call.body, "model": route.upstream_model})
+        url = route.upstream.embeddings_url(route.upstream_model)
+        attempts: list[dict[str, Any]] = []
+        call.details["attempts"] = attempts
+        status, raw, problem = 502, b"", ""
+        for attempt in range(self.policy.attempts):
+            began = time.perf_counter()
+            wait: float | None = None
+            try:
+                async with self.session.post(
+                    url, data=payload, headers=route.upstream.headers(), timeout=self._timeout
+                ) as response:
+                    status, raw = response.status, await response.read()
+                    wait = provider_wait({k.lower(): v for k, v in response.headers.items()})
+                problem = f"{route.name}: upstream answered {status}"
+            except (aiohttp.ClientError, TimeoutError) as error:
+                status, raw = 502, b""
+                problem = f"{route.name}: upstream unreachable: {type(error).__name__} {error}".strip()
+            attempts.append({"model": route.name, "status": status, "ms": round((time.perf_counter() - began) * 1000)})
+            if status == 200:
+                return self._answer(call, route, raw)
+            if not is_retryable(status) or attempt + 1 == self.policy.attempts:
+                break
+            delay = wait if wait is not None else self._backoff(attempt)
+            attempts[-1]["retry_in_s"] = round(delay, 3)
+            log.warning(
+                "call %s: %s; retry %d of %d in %.2f s",
+                call.request_id,
+                problem,
+                attempt + 1,
+                self.policy.attempts - 1,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        log.warning("call %s: %s; answering %d", call.request_id, problem, status)
+        body = raw or error_body("openai", status, problem, "api_error")
+        return Result(status=status, body=body, error=problem, billed=False, served_model=route.name)
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.policy.backoff_base, self.policy.backoff_max, self.random)
+
+    def _answer(self, call: Call, route: Route, raw: bytes) -> Result:
+        """The provider's answer, priced from its own usage; thrifty's exact count of the input
+        where it reports none (flagged in the row)."""
+        usage: Usage | None = None
+        try:
+            reported = orjson.loads(raw).get("usage")
+            if isinstance(reported, dict):
+                tokens = reported.get("prompt_tokens", reported.get("total_tokens"))
+                if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+                    usage = Usage(input_tokens=tokens)
+        except (orjson.JSONDecodeError, AttributeError):
+            usage = None
+        if usage is None:
+            usage = Usage(input_tokens=call.input_tokens.get(route.priced_as, 0))
+            call.details["usage_estimated"] = True
+        return Result(
+            status=200,
+            body=raw,
+            served_model=route.name,
+            upstream_model=route.upstream_model,
+            provider=route.upstream.name,
+            provider_id=route.upstream.provider_id,
+            priced_as=route.priced_as,
+            usage=usage,
+        )
