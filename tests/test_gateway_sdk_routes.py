@@ -34,7 +34,9 @@ def gpt(gateway: RunningGateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="not-needed", max_retries=0)
 
 
-def test_one_model_is_retrieved_by_both_sdks(gateway: RunningGateway, gpt: openai.OpenAI, claude: anthropic.Anthropic) -> None:
+def test_one_model_is_retrieved_by_both_sdks(
+    gateway: RunningGateway, gpt: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
     names = gateway.runtime.routes.names()
     openai_model = gpt.models.retrieve(names[0])
     assert openai_model.id == names[0] and openai_model.object == "model"
@@ -85,9 +87,7 @@ def test_count_tokens_answers_from_thrifty_s_count_flagged_approximate_for_claud
 
 def test_count_tokens_of_an_openai_model_is_exact(gateway: RunningGateway) -> None:
     name = next(n for n in gateway.runtime.routes.names() if n.startswith("gpt"))
-    answer = httpx.post(
-        f"{gateway.url}/v1/messages/count_tokens", json={"model": name, "messages": MESSAGES}
-    )
+    answer = httpx.post(f"{gateway.url}/v1/messages/count_tokens", json={"model": name, "messages": MESSAGES})
     assert answer.status_code == 200 and answer.json()["input_tokens"] > 0
     assert answer.headers["x-thrifty-count"] == "exact"
 
