@@ -34,10 +34,15 @@ class JournalWriter:
         *,
         rotate_seconds: float = 0.05,
         segment_rows: int = 20_000,
+        idle_check_seconds: float = 1.0,
     ) -> None:
         self._dir = journal_dir
         self._url = ledger_url
         self._rotate_seconds = rotate_seconds
+        self._idle_check_seconds = idle_check_seconds
+        self._pending = threading.Event()
+        """Set when the open segment got rows: the rotator hands it over ``rotate_seconds`` later.
+        Idle, the rotator sleeps (waking once per ``idle_check_seconds`` to see the sidecar lives)."""
         self._segment_rows = segment_rows
         self._lock = threading.Lock()
         self._factory: SegmentFactory | None = None
@@ -98,23 +103,40 @@ class JournalWriter:
             if self._intents is not None:
                 self._intents.complete(rows)
             self._submitted += len(rows)
+            if not self._pending.is_set():  # an attribute read on the hot path; set once a batch
+                self._pending.set()
             if segment.rows >= self._segment_rows:
                 self._close_segment()
 
-    def _close_segment(self) -> None:
-        """Hand the current segment to the sidecar (closing it releases its lock)."""
+    def _close_segment(self) -> bool:
+        """Hand the current segment to the sidecar (closing it releases its lock); True if there
+        was one (then ``_nudge`` the sidecar, outside the lock)."""
         segment = self._segment
-        if segment is not None:
-            self._segment = None
-            self._closed_paths.append(segment.path)
-            segment.detach()
+        if segment is None:
+            return False
+        self._segment = None
+        self._closed_paths.append(segment.path)
+        segment.detach()
+        return True
+
+    def _nudge(self) -> None:
+        """Tell the sidecar a segment is ready: one byte on its stdin wakes it at once, so it can
+        sleep while nothing comes instead of scanning the journal twenty times a second."""
+        sidecar = self._sidecar
+        if sidecar is not None and sidecar.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):  # gone or closing: it replays at start anyway
+                sidecar.stdin.write(b".")
+                sidecar.stdin.flush()
 
     def _rotate_periodically(self) -> None:
-        while not self._stop.wait(self._rotate_seconds):
-            with self._lock:
-                if self._segment is not None and self._segment.rows:
-                    self._close_segment()
-                self._closed_paths = [p for p in self._closed_paths if p.exists()]
+        while not self._stop.is_set():
+            if self._pending.wait(self._idle_check_seconds) and not self._stop.wait(self._rotate_seconds):
+                with self._lock:
+                    self._pending.clear()
+                    closed = self._segment is not None and self._segment.rows > 0 and self._close_segment()
+                    self._closed_paths = [p for p in self._closed_paths if p.exists()]
+                if closed:
+                    self._nudge()
             sidecar = self._sidecar
             if sidecar is not None and sidecar.poll() is not None and not self._stop.is_set():
                 log.warning("ledger: the sidecar exited (status %s); starting another", sidecar.returncode)
@@ -124,8 +146,10 @@ class JournalWriter:
         """Wait until every row submitted so far is in the database. False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            self._close_segment()
+            closed = self._close_segment()
             waiting = list(self._closed_paths)
+        if closed:
+            self._nudge()
         while any(path.exists() for path in waiting):
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -136,6 +160,7 @@ class JournalWriter:
         """Hand over the last rows and stop the sidecar once it has written them (rows it could
         not write stay in the journal for the next start)."""
         self._stop.set()
+        self._pending.set()  # wakes the rotator now, not at its next idle check
         if self._rotator is not None:
             self._rotator.join(timeout=5)
         flushed = self.flush(timeout)

@@ -39,54 +39,86 @@ LEDGER_URL_ENV = "THRIFTY_SIDECAR_LEDGER_URL"
 
 log = logging.getLogger("thrifty.ledger.sidecar")
 
+_STATUS_EVERY_S = 5.0
+"""The status file is rewritten when what it says changes, and at least this often."""
+
 
 def status_path(journal_dir: Path, pid: int) -> Path:
     return journal_dir / f"sidecar-{pid}.status"
 
 
-def run_sidecar(journal_dir: Path, ledger_url: str, parent_pid: int | None, poll_seconds: float = 0.05) -> int:
+def run_sidecar(
+    journal_dir: Path,
+    ledger_url: str,
+    parent_pid: int | None,
+    poll_seconds: float = 0.05,
+    idle_poll_seconds: float = 1.0,
+) -> int:
     """Replay until told to stop (the parent closes stdin; by hand: SIGTERM or SIGINT) or until the
-    parent is gone, then drain and return."""
+    parent is gone, then drain and return.
+
+    The parent writes a byte to stdin for each segment it closes, which wakes the loop at once.
+    Between wake-ups the journal is scanned every ``poll_seconds`` while segments keep coming, and
+    ever less often while none do, up to ``idle_poll_seconds`` (segments of writers that died, or
+    of other processes sharing the folder, are found within that)."""
     from thrifty.stores.ledger import open_ledger
 
     stop = threading.Event()
+    wake = threading.Event()
     if parent_pid is None:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+        def stop_now(*_: object) -> None:
+            stop.set()
+            wake.set()
+
+        signal.signal(signal.SIGTERM, stop_now)
+        signal.signal(signal.SIGINT, stop_now)
     else:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        threading.Thread(target=_stop_at_end_of_input, args=(stop,), name="thrifty-sidecar-stdin", daemon=True).start()
+        threading.Thread(target=_read_input, args=(stop, wake), name="thrifty-sidecar-stdin", daemon=True).start()
     _use_every_core()
     store = open_ledger(ledger_url)
     inserter = Inserter(store, journal_dir, stopping=stop.is_set)
     status = status_path(journal_dir, os.getpid())
     secrets = url_secrets(ledger_url)  # a driver's error may quote them: not into the status file
     written = 0
+    reported: tuple[int, str | None, float] | None = None
+    poll = poll_seconds
     try:
         while True:
+            wake.clear()
             replayed = inserter.replay_orphans()
             written += replayed or 0
             error = inserter.last_error
-            _write_status(status, written, None if error is None else redact_text(error, secrets))
+            shown = None if error is None else redact_text(error, secrets)
+            now = time.monotonic()
+            if reported is None or reported[:2] != (written, shown) or now - reported[2] > _STATUS_EVERY_S:
+                _write_status(status, written, shown)  # on change, and as a heartbeat: not every pass
+                reported = (written, shown, now)
             if stop.is_set() or (parent_pid is not None and not _alive(parent_pid)):
                 # One last pass, for the segments the parent closed on its way out.
                 final = inserter.replay_orphans()
                 written += final or 0
                 return 0
             if not replayed:
-                stop.wait(poll_seconds)
+                wake.wait(poll)
+                poll = min(poll * 2, idle_poll_seconds)
+            else:
+                poll = poll_seconds
     finally:
         status.unlink(missing_ok=True)
         store.close()
 
 
-def _stop_at_end_of_input(stop: threading.Event) -> None:
-    """The gateway's "stop now": it closes our stdin (and so does its death)."""
+def _read_input(stop: threading.Event, wake: threading.Event) -> None:
+    """Each byte from the gateway is "a segment is ready"; the end of input is "stop now" (it
+    closes our stdin, and so does its death)."""
     with contextlib.suppress(OSError, ValueError):
-        while sys.stdin.buffer.read(4096):
-            pass
+        while os.read(sys.stdin.fileno(), 4096):  # returns what is there, not a full buffer
+            wake.set()
     stop.set()
+    wake.set()
 
 
 def _use_every_core() -> None:
