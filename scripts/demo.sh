@@ -30,9 +30,9 @@ echo
 echo "$ thrifty count --model gpt-4o examples/cookbook-messages.json"
 .venv/bin/thrifty count --model gpt-4o examples/cookbook-messages.json
 echo
-echo "$ thrifty report --by model"
+echo "$ thrifty report --demo --by model"
 sleep 0.3  # the ledger writer batches every 50 ms
-.venv/bin/thrifty report --by model
+.venv/bin/thrifty report --demo --by model
 if [ -n "${THRIFTY_DEMO_EXIT:-}" ]; then
     exit 0
 fi

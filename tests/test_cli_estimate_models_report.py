@@ -375,28 +375,39 @@ def test_report_without_a_ledger(cli: Cli, tmp_path: Path, monkeypatch: pytest.M
     assert_error(cli("report", "--ledger", "mysql://db/x"), "mysql://db/x")
 
 
-def test_demo_and_report_through_the_environment(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_data_stays_out_of_the_real_ledger(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated spend never lands in the ledger of real calls: not the embedded default, not
+    THRIFTY_LEDGER_URL's (issue 14.9: thrifty demo --calls 300 added $1.73 of fake spend there)."""
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'env.db'}"
-    monkeypatch.setenv("THRIFTY_LEDGER_URL", url)
+    monkeypatch.delenv("THRIFTY_HOME", raising=False)
+    real = tmp_path / "env.db"
+    monkeypatch.setenv("THRIFTY_LEDGER_URL", f"sqlite:///{real}")
     run = cli("demo", "--calls", "40", "--seed", "3")
     assert run.code == 0, run.err
-    assert url in run.out
-    result = report_json(cli, url)
-    assert cli("report", "--json").json() == result
+    demo_store = tmp_path / ".thrifty" / "demo.db"
+    assert "into sqlite:///.thrifty/demo.db" in run.out and "(from --demo)" in run.err
+    assert not real.exists() and not (tmp_path / ".thrifty" / "thrifty.db").exists()
+    assert_error(cli("report"), "no ledger", str(real))
+    result = cli("report", "--demo", "--json").json()
     assert result["totals"]["calls"] == 40
+    assert result["totals"] == report_json(cli, f"sqlite:///{demo_store}")["totals"]
     printed = run.out.split("costing $", 1)[1].split()[0].replace(",", "")
     assert Decimal(printed) == Decimal(result["totals"]["cost_usd"]).quantize(Decimal("1e-8"))
+    assert not (tmp_path / ".thrifty" / "journal").exists()  # nor the real ledger's journal
+    assert_error(cli("report", "--demo", "--ledger", f"sqlite:///{real}"), "--demo")
 
 
-def test_demo_default_ledger_is_under_the_working_directory(
+def test_demo_default_store_is_under_the_working_directory(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("THRIFTY_HOME", raising=False)
+    monkeypatch.delenv("THRIFTY_LEDGER_URL", raising=False)
     assert cli("demo", "--calls", "5").code == 0
-    assert (tmp_path / ".thrifty" / "thrifty.db").is_file()
-    assert cli("report", "--json").json()["totals"]["calls"] == 5
+    assert (tmp_path / ".thrifty" / "demo.db").is_file()
+    assert not (tmp_path / ".thrifty" / "thrifty.db").exists()
+    assert cli("report", "--demo", "--json").json()["totals"]["calls"] == 5
+    assert_error(cli("report"), "no ledger", "thrifty.db")
 
 
 def test_demo_rejects_bad_options(cli: Cli, tmp_path: Path) -> None:

@@ -71,13 +71,14 @@ def test_serve_demo_works_with_the_official_sdks(tmp_path: Path) -> None:
             "report",
             "--json",
             "--ledger",
-            f"sqlite:///{tmp_path / 'home' / 'thrifty.db'}",
+            f"sqlite:///{tmp_path / 'home' / 'demo.db'}",  # the demos' own store
         ],
         capture_output=True,
         text=True,
         check=True,
     )
     assert json.loads(report.stdout)["totals"]["calls"] == 1  # written out at shutdown
+    assert not (tmp_path / "home" / "thrifty.db").exists()  # never the ledger of real calls
 
 
 def test_serve_refuses_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

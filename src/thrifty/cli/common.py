@@ -243,6 +243,17 @@ def say_store(url: str, source: str, *, quiet: bool = False) -> None:
         click.echo(f"thrifty: using {redact_url(url)} (from {source})", err=True)
 
 
+def demo_home() -> Path:
+    """Where the demos keep their data: ``$THRIFTY_HOME`` (default ``.thrifty``)."""
+    return Path(os.environ.get("THRIFTY_HOME", ".thrifty"))
+
+
+def demo_ledger_url() -> str:
+    """The demos' own store, ``.thrifty/demo.db``: simulated calls never mix with real spend in
+    the default ledger (nor in ``THRIFTY_LEDGER_URL``'s); ``thrifty report --demo`` reads it."""
+    return f"sqlite:///{demo_home() / 'demo.db'}"
+
+
 def default_ledger_url() -> str:
     """``THRIFTY_LEDGER_URL``, else the embedded default: ``.thrifty/thrifty.db`` here."""
     url = os.environ.get("THRIFTY_LEDGER_URL")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from thrifty.cli.common import CliError, default_ledger_url, emit_json, json_option, price_book, usd
-from thrifty.cli.report import ledger_option, report, report_document
+from thrifty.cli.common import CliError, demo_ledger_url, emit_json, json_option, price_book, usd
+from thrifty.cli.report import report, report_document
 from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing import format_usd
 from thrifty.core.redact import redact_url
@@ -26,7 +26,12 @@ _DEMO_USERS = ("alice", "bob", "carol", "dave", "erin")
 
 
 @click.command()
-@ledger_option
+@click.option(
+    "--ledger",
+    "ledger_url",
+    default=None,
+    help="Where to record (default: the demos' own store, sqlite:///.thrifty/demo.db; never THRIFTY_LEDGER_URL's).",
+)
 @click.option("--calls", type=click.IntRange(min=1, max=1_000_000), default=2000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @json_option
@@ -34,15 +39,16 @@ def demo(ledger_url: str | None, calls: int, seed: int, as_json: bool) -> None:
     """Record a simulated day of calls (no provider is contacted), then report on them.
 
     Each call's usage is what a provider would report, cached prompt tokens included; each is priced
-    exactly and written through the journaled ledger writer, as the gateway does.
+    exactly and written through the journaled ledger writer, as the gateway does. They go to the
+    demos' own store (``thrifty report --demo`` reads it), not to the ledger of real calls.
     """
-    url = ledger_url or default_ledger_url()
+    url = ledger_url or demo_ledger_url()
     book = price_book(None)
     try:
         store = open_ledger(url)
     except ValueError as error:
         raise CliError(str(error)) from None
-    journal = Path(url.removeprefix("sqlite:///")).parent / "journal" if url.startswith("sqlite:///") else None
+    journal = Path(url.removeprefix("sqlite:///")).parent / "demo-journal" if url.startswith("sqlite:///") else None
     writer = LedgerWriter(store, journal_dir=journal)
     writer.start()
     rng = random.Random(seed)
@@ -81,4 +87,12 @@ def demo(ledger_url: str | None, calls: int, seed: int, as_json: bool) -> None:
         return
     click.echo(f"recorded {calls:,} simulated calls costing {usd(total)} into {redact_url(url)}\n")
     ctx = click.get_current_context()
-    ctx.invoke(report, ledger_url=url, groups="model,feature,user", since_text=None, until_text=None, as_json=False)
+    ctx.invoke(
+        report,
+        ledger_url=ledger_url,
+        groups="model,feature,user",
+        since_text=None,
+        until_text=None,
+        as_json=False,
+        demo_store=ledger_url is None,  # the demos' own store, said so
+    )

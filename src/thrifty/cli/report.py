@@ -15,6 +15,7 @@ from thrifty.cli.budgets import budget_report, print_budget_report
 from thrifty.cli.common import (
     CliError,
     config_option,
+    demo_ledger_url,
     emit_json,
     json_option,
     parse_when,
@@ -75,6 +76,12 @@ def _open_existing(url: str) -> LedgerStore:
     envvar="THRIFTY_BUDGETS_URL",
     help="The budget store to report utilisation from (default: budgets.db beside a SQLite ledger).",
 )
+@click.option(
+    "--demo",
+    "demo_store",
+    is_flag=True,
+    help="Report on the demos' own store (.thrifty/demo.db: thrifty demo, serve --demo).",
+)
 @json_option
 def report(
     ledger_url: str | None,
@@ -84,6 +91,7 @@ def report(
     as_json: bool,
     budgets_url: str | None = None,
     config_path: Path | None = None,
+    demo_store: bool = False,
 ) -> None:
     """Totals from the ledger: calls, tokens and cost by model, feature, user and day."""
     wanted = [g.strip() for g in groups.split(",") if g.strip()]
@@ -94,7 +102,13 @@ def report(
     until = parse_when(until_text, "--until")
     if since and until and since >= until:
         raise CliError("--since must be before --until")
-    url, source = resolve_ledger(config_path, ledger_url)
+    if demo_store:
+        given = click.get_current_context().get_parameter_source("config_path")
+        if ledger_url or given is click.core.ParameterSource.COMMANDLINE:  # THRIFTY_CONFIG in the env: --demo wins
+            raise CliError("--demo reads the demos' own store; drop --config/--ledger (or drop --demo)")
+        url, source = demo_ledger_url(), "--demo"
+    else:
+        url, source = resolve_ledger(config_path, ledger_url)
     require_existing(url, source)
     say_store(url, source, quiet=as_json)
     gathered = _gather(url, wanted, since, until, budgets_url)

@@ -13,7 +13,8 @@ def demo_config(simulator_url: str, home: Path, host: str, port: int) -> Gateway
     return GatewayConfig.model_validate(
         {
             "server": {"host": host, "port": port},
-            "storage": {"ledger": f"sqlite:///{home / 'thrifty.db'}", "journal_dir": str(home / "journal")},
+            # The demos' own store and journal: simulated spend never lands in the real ledger.
+            "storage": {"ledger": f"sqlite:///{home / 'demo.db'}", "journal_dir": str(home / "demo-journal")},
             "providers": {
                 "openai": {"kind": "openai", "base_url": f"{simulator_url}/v1"},
                 "anthropic": {"kind": "anthropic", "base_url": simulator_url},
