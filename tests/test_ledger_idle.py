@@ -4,6 +4,7 @@ over and written at once (the gateway wakes the sidecar itself)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -54,10 +55,8 @@ def test_an_idle_writer_and_sidecar_wake_rarely_and_a_row_still_goes_in(tmp_path
         seen: set[float] = set()
         deadline = time.monotonic() + IDLE_S
         while time.monotonic() < deadline:  # the status file's heartbeat: how often the sidecar writes it
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 seen.add(json.loads(status.read_text())["at"])
-            except (OSError, ValueError):
-                pass
             time.sleep(0.02)
         wakeups = sum(e.waits for e in events) - before
         # the old rotator woke every 50 ms (about 50 times here), the old sidecar rewrote its status
