@@ -39,6 +39,7 @@ from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
 from thrifty.pipeline.embeddings import EmbeddingsDispatcher
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
+from thrifty.providers.transport import AiohttpTransport
 from thrifty.providers.upstream import new_session
 from thrifty.stores.cache import LocalCache
 from thrifty.stores.ledger import LedgerWriter, open_ledger
@@ -122,6 +123,7 @@ class InProcessRuntime:
         self._thread = threading.Thread(target=self._loop.run_forever, name="thrifty-client-loop", daemon=True)
         self._thread.start()
         self._session: aiohttp.ClientSession = self.submit(self._new_session()).result()
+        self._transport = AiohttpTransport(self._session)
         self.limits: Limits | None = None
         if limits is not None:  # budgets, plans and rate limits, as in the gateway
             self.limits = Limits.build(
@@ -203,7 +205,7 @@ class InProcessRuntime:
         if dispatcher is None:
             dispatcher = Dispatcher(
                 _CallRoutes(self._routes_of),
-                self._session,
+                self._transport,
                 retry_policy(self.retry, timeout),
                 self.counter,
                 pacer=self.limits.pacer if self.limits is not None else None,
@@ -215,7 +217,7 @@ class InProcessRuntime:
 
     async def _embed(self, call: Call) -> Result:
         policy = retry_policy(self.retry, self._route.get().attempt_timeout_s)
-        return await EmbeddingsDispatcher(self._routes_of, self._session, policy)(call)
+        return await EmbeddingsDispatcher(self._routes_of, self._transport, policy)(call)
 
     async def _run(self, call: Call, where: CallRoute, embeddings: bool) -> Result:
         self._route.set(where)  # this task's own context: concurrent calls do not see each other's

@@ -27,6 +27,7 @@ from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
 from thrifty.pipeline.embeddings import EmbeddingsDispatcher
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
+from thrifty.providers.transport import AiohttpTransport
 from thrifty.providers.upstream import Upstream, new_session
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
 from thrifty.stores.keys import open_keys
@@ -152,9 +153,10 @@ class Runtime:
         self.writer.start()
         self.keys.start()
         self.session = new_session()
+        transport = AiohttpTransport(self.session)
         self.dispatcher = Dispatcher(
             self.routes,
-            self.session,
+            transport,
             retry_policy(self.config.retry),
             self.counter,
             prompt_breakpoints=self.config.cache.prompt.anthropic_breakpoints,
@@ -179,7 +181,7 @@ class Runtime:
         await self._share_router_embedder()
         self.pipeline = Pipeline(self._steps(), self.dispatcher)
         services = self._services()
-        forward = EmbeddingsDispatcher(self._one_route, self.session, retry_policy(self.config.retry))
+        forward = EmbeddingsDispatcher(self._one_route, transport, retry_policy(self.config.retry))
         self.embeddings = Pipeline(build_embedding_steps(services, self._one_route), forward)
         self.started = True
 

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
 from thrifty.core.prompt_cache import add_breakpoints
@@ -29,6 +28,7 @@ from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.call import Call, Result, StreamState
 from thrifty.pipeline.conversions import BadUpstreamResponse, conversion_for, error_body
 from thrifty.providers.sse import read_events
+from thrifty.providers.transport import Timeouts, Transport, TransportError, UpstreamResponse
 from thrifty.providers.upstream import Upstream
 
 __all__ = ["Dispatcher", "Route", "Routes"]
@@ -131,7 +131,7 @@ class Dispatcher:
     def __init__(
         self,
         routes: Routes,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         policy: RetryPolicy,
         counter: TokenCounter,
         random_source: Callable[[], float] = random.random,
@@ -141,7 +141,7 @@ class Dispatcher:
         attempts: AttemptLedger | None = None,
     ) -> None:
         self.routes = routes
-        self.session = session
+        self.transport = transport
         self.policy = policy
         self.counter = counter
         self.random = random_source
@@ -149,13 +149,10 @@ class Dispatcher:
         self.prompt_breakpoints = prompt_breakpoints
         self.pacer = pacer
         self.attempts = attempts
-        # One timeout object each way, not one a request.
-        # No sock_read for whole responses: the total (the same figure, counted from the start)
+        # No read timeout for whole responses: the total (the same figure, counted from the start)
         # always expires first, and a read timeout costs a timer reset on every chunk received.
-        self._whole_timeout = aiohttp.ClientTimeout(total=policy.attempt_timeout, sock_connect=policy.connect_timeout)
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=policy.connect_timeout, sock_read=policy.attempt_timeout
-        )
+        self._whole_timeout = Timeouts(connect=policy.connect_timeout, total=policy.attempt_timeout)
+        self._stream_timeout = Timeouts(connect=policy.connect_timeout, total=None, read=policy.attempt_timeout)
 
     async def __call__(self, call: Call) -> Result:
         chain = self._fitting(call, self.routes.chain(call.model))
@@ -237,8 +234,8 @@ class Dispatcher:
                 self.attempts.intend(call, route)  # write-ahead: journalled before anything is sent
             timeout = self._stream_timeout if call.stream else self._whole_timeout
             try:  # awaited here, not in a helper: each frame on this path is walked on every resume
-                response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
-            except (aiohttp.ClientError, TimeoutError) as error:
+                response = await self.transport.post(url, payload, headers, timeout)
+            except TransportError as error:
                 self._unanswered(call, route, error, began, note, failure)
                 await self._retry_pause(call, attempt, None, note, failure)
                 continue
@@ -290,16 +287,16 @@ class Dispatcher:
             return None
 
     def _unanswered(
-        self, call: Call, route: Route, error: BaseException, began: float, note: dict[str, Any], failure: _Failure
+        self, call: Call, route: Route, error: TransportError, began: float, note: dict[str, Any], failure: _Failure
     ) -> None:
         """No answer came: unreachable (nothing billed), or timed out while the provider worked."""
-        note.update(error=_describe(error), ms=_ms(began))
+        note.update(error=str(error), ms=_ms(began))
         failure.status, failure.body, failure.kind = 502, None, "api_error"
-        if _may_be_billed(error):
+        if error.may_be_billed:
             failure.message = f"{route.name}: no answer within {self.policy.attempt_timeout:g} s"
             self._lost(call, route, "timeout", failure.message, note)
         else:
-            failure.message = f"{route.name}: upstream unreachable: {_describe(error)}"
+            failure.message = f"{route.name}: upstream unreachable: {error}"
 
     async def _retry_pause(
         self, call: Call, attempt: int, wait: float | None, note: dict[str, Any], failure: _Failure
@@ -326,7 +323,7 @@ class Dispatcher:
         self,
         call: Call,
         route: Route,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         conversion: Any,
         began: float,
         note: dict[str, Any],
@@ -337,13 +334,11 @@ class Dispatcher:
         first_byte = time.perf_counter()
         try:
             raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as error:
-            note.update(error=f"response cut short: {_describe(error)}", ms=_ms(began))
+        except TransportError as error:
+            note.update(error=f"response cut short: {error}", ms=_ms(began))
             failure.status, failure.body, failure.message = 502, None, f"{route.name}: response cut short"
-            self._lost(call, route, "timeout" if isinstance(error, TimeoutError) else "incomplete", note["error"], note)
+            self._lost(call, route, "timeout" if error.timeout else "incomplete", note["error"], note)
             return None
-        finally:
-            response.release()
         try:
             body, usage, text = conversion.response_body(raw, route.name)
         except BadUpstreamResponse as error:
@@ -374,7 +369,7 @@ class Dispatcher:
         self,
         call: Call,
         route: Route,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         conversion: Any,
         began: float,
         note: dict[str, Any],
@@ -384,15 +379,15 @@ class Dispatcher:
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                async for event in read_events(response.content):
+                async for event in read_events(response.lines()):
                     out = translator.feed(event)
                     if out:
                         yield out
                 tail = translator.finish()
                 if tail:
                     yield tail
-            except (aiohttp.ClientError, TimeoutError) as error:
-                state.error = f"upstream stream broke: {_describe(error)}"
+            except TransportError as error:
+                state.error = f"upstream stream broke: {error}"
                 yield _stream_error(call, state.error)
             except GeneratorExit:
                 state.client_disconnected = True
@@ -423,13 +418,11 @@ def _stream_error(call: Call, message: str) -> bytes:
     )
 
 
-async def _read_quietly(response: aiohttp.ClientResponse) -> bytes:
+async def _read_quietly(response: UpstreamResponse) -> bytes:
     try:
         return await response.read()
-    except (aiohttp.ClientError, TimeoutError):
+    except TransportError:
         return b""
-    finally:
-        response.release()
 
 
 def _context_too_long(status: int, raw: bytes) -> bool:
@@ -437,17 +430,6 @@ def _context_too_long(status: int, raw: bytes) -> bool:
         return False
     text = raw[:2000].lower()
     return b"context_length_exceeded" in text or b"prompt is too long" in text or b"maximum context length" in text
-
-
-def _may_be_billed(error: BaseException) -> bool:
-    """The request was sent and the provider may be working on it (billing it) when we gave up:
-    a timeout waiting for the answer. Not a refused or timed-out connection: nothing was sent."""
-    return isinstance(error, TimeoutError) and not isinstance(error, aiohttp.ConnectionTimeoutError)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text if len(text) < 200 else text[:200] + "..."
 
 
 def _ms(since: float) -> float:

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from thrifty.config.cache import ExactCacheSpec
@@ -28,6 +27,7 @@ from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, t
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.dispatch import RetryPolicy, Route
+from thrifty.providers.transport import Timeouts, Transport, TransportError
 from thrifty.stores.cache import ResponseCache
 
 __all__ = ["EmbeddingsCacheStep", "EmbeddingsDispatcher"]
@@ -72,15 +72,15 @@ class EmbeddingsDispatcher:
     def __init__(
         self,
         routes_of: Callable[[str], list[Route]],
-        session: aiohttp.ClientSession,
+        transport: Transport,
         policy: RetryPolicy,
         random_source: Callable[[], float] = random.random,
     ) -> None:
         self.routes_of = routes_of
-        self.session = session
+        self.transport = transport
         self.policy = policy
         self.random = random_source
-        self._timeout = aiohttp.ClientTimeout(total=policy.attempt_timeout, sock_connect=policy.connect_timeout)
+        self._timeouts = Timeouts(connect=policy.connect_timeout, total=policy.attempt_timeout)
 
     async def __call__(self, call: Call) -> Result:
         route = self.routes_of(call.model)[0]
@@ -93,15 +93,13 @@ class EmbeddingsDispatcher:
             began = time.perf_counter()
             wait: float | None = None
             try:
-                async with self.session.post(
-                    url, data=payload, headers=route.upstream.headers(), timeout=self._timeout
-                ) as response:
-                    status, raw = response.status, await response.read()
-                    wait = provider_wait({k.lower(): v for k, v in response.headers.items()})
+                response = await self.transport.post(url, payload, route.upstream.headers(), self._timeouts)
+                status, raw = response.status, await response.read()
+                wait = provider_wait({k.lower(): v for k, v in response.headers.items()})
                 problem = f"{route.name}: upstream answered {status}"
-            except (aiohttp.ClientError, TimeoutError) as error:
+            except TransportError as error:
                 status, raw = 502, b""
-                problem = f"{route.name}: upstream unreachable: {type(error).__name__} {error}".strip()
+                problem = f"{route.name}: upstream unreachable: {error}"
             attempts.append({"model": route.name, "status": status, "ms": round((time.perf_counter() - began) * 1000)})
             if status == 200:
                 return self._answer(call, route, raw)
