@@ -120,7 +120,7 @@ def _prepare(
     headers = {k.lower(): v for k, v in request.headers.items()}
     for name, value in defaults.items():
         headers.setdefault(name, value)
-    scope = {"headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]}
+    directives = {k.encode(): v.encode() for k, v in headers.items() if k.startswith("x-thrifty-")}
     client: ClientAPI = "anthropic" if endpoint == "anthropic" else "openai"
     upstream_headers = {k: v for k, v in headers.items() if k not in _HOP_HEADERS and not k.startswith("x-thrifty-")}
 
@@ -140,13 +140,13 @@ def _prepare(
     try:
         body = decode_json(request.content)
         if endpoint == "embeddings":
-            who = attribution(scope, body, "openai", binding)
+            who = attribution(directives, body, "openai", binding)
             call, route = embeddings_call(
                 body, route_of, runtime.counter, request_id, started, who, len(request.content)
             )
-            call.cache_directive, call.cache_version = cache_headers(scope)
+            call.cache_directive, call.cache_version = cache_headers(directives)
             return call, route
-        call = build_call(scope, body, client, binding, request_id, started)
+        call = build_call(directives, body, client, binding, request_id, started)
     except Rejection as rejection:
         payload = error_body(client, rejection.status, rejection.message, rejection.kind, rejection.code)
         return _Prepared(rejection.status, payload, [("x-thrifty-request-id", request_id)])

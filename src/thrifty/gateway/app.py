@@ -17,7 +17,15 @@ from thrifty.gateway.access import Exchange
 from thrifty.gateway.auth import presented_secret
 from thrifty.gateway.catalog import Catalog, unknown_route, wants_anthropic_shape
 from thrifty.gateway.embeddings import handle_embeddings
-from thrifty.gateway.intake import Binding, Rejection, attribution, build_call, decode_json, new_request_id
+from thrifty.gateway.intake import (
+    Binding,
+    Rejection,
+    attribution,
+    build_call,
+    decode_json,
+    directives_of,
+    new_request_id,
+)
 from thrifty.gateway.runtime import Runtime
 from thrifty.pipeline.call import Call, ClientAPI, Result
 from thrifty.pipeline.conversions import error_body
@@ -150,11 +158,12 @@ class Gateway:
             if method != "POST":
                 raise Rejection(405, f"{path} takes POST")
             body, size = await self._read_json(scope, receive)
-            who = attribution(scope, body, "openai", binding)
+            directives = directives_of(scope["headers"])
+            who = attribution(directives, body, "openai", binding)
             model = body.get("model")
             exchange.model, exchange.attribution = model if isinstance(model, str) else None, who
             status, payload, headers = await handle_embeddings(
-                self.runtime, scope, body, request_id, started, who, size
+                self.runtime, directives, body, request_id, started, who, size
             )
             await send_response(send, status, payload, [*headers, _id_header(request_id)], _JSON)
         elif path == "/v1/messages/count_tokens":
@@ -195,7 +204,8 @@ class Gateway:
     ) -> Call:
         """The call in ``raw``; with ``count``, its input tokens for its model are counted now too
         (off the loop, for a large body), so the pipeline's steps find them counted."""
-        call = build_call(scope, self._decode(raw), client, binding, request_id, started, len(raw))
+        directives = directives_of(scope["headers"])
+        call = build_call(directives, self._decode(raw), client, binding, request_id, started, len(raw))
         route = self.runtime.routes.get(call.model) if count else None
         if route is not None:
             counted = self.runtime.counter.count_request(call.request, route.priced_as)

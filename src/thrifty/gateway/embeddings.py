@@ -15,10 +15,9 @@ from thrifty.core import _validate as v
 from thrifty.core.messages import ChatRequest, RequestError
 from thrifty.core.pricing import UnknownModelError
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.gateway.intake import Rejection, cache_headers
+from thrifty.gateway.intake import Directives, Rejection, cache_headers
 from thrifty.pipeline.call import Attribution, Call
 from thrifty.pipeline.dispatch import Route
-from thrifty.web.asgi import Scope
 
 if TYPE_CHECKING:
     from thrifty.gateway.runtime import Runtime
@@ -112,7 +111,13 @@ def embeddings_call(
 
 
 async def handle_embeddings(
-    runtime: Runtime, scope: Scope, body: dict[str, Any], request_id: str, started: float, who: Attribution, size: int
+    runtime: Runtime,
+    directives: Directives,
+    body: dict[str, Any],
+    request_id: str,
+    started: float,
+    who: Attribution,
+    size: int,
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     asked = runtime.routes.get(body["model"]) if isinstance(body.get("model"), str) else None
     if asked is not None and _generates_text(runtime, asked):
@@ -123,7 +128,7 @@ async def handle_embeddings(
         )
     args = (body, runtime.routes.get, runtime.counter, request_id, started, who, size)
     call, route = await asyncio.to_thread(embeddings_call, *args) if size > _LARGE_INPUT else embeddings_call(*args)
-    call.cache_directive, call.cache_version = cache_headers(scope)
+    call.cache_directive, call.cache_version = cache_headers(directives)
     pipeline = runtime.embeddings
     assert pipeline is not None, "the gateway has not started"
     result = await pipeline.run(call)

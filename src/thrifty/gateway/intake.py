@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +18,23 @@ from thrifty.core.messages import RequestError
 from thrifty.core.openai_shape import parse_openai_request
 from thrifty.pipeline.call import Attribution, Call, ClientAPI
 from thrifty.stores.keys import KeyInfo
-from thrifty.web.asgi import Scope
 
-__all__ = ["Binding", "Rejection", "build_call", "decode_json", "new_request_id"]
+__all__ = [
+    "Binding",
+    "Directives",
+    "Rejection",
+    "attribution",
+    "build_call",
+    "cache_headers",
+    "decode_json",
+    "directives_of",
+    "new_request_id",
+]
+
+Directives = Mapping[bytes, bytes]
+"""A request's ``x-thrifty-*`` headers, names in lower case: all that intake reads of the headers.
+Each face makes it from what it has (``directives_of``): the gateway from its ASGI scope, the
+in-process client from the SDK's request."""
 
 _MAX_LABEL = 256
 _LABEL = re.compile(r"^[\x20-\x7e]+$")
@@ -86,12 +101,12 @@ def decode_json(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _thrifty_headers(scope: Scope) -> dict[bytes, bytes]:
-    """The x-thrifty-* request headers, in one pass over the headers."""
-    return {key: bytes(value) for key, value in scope["headers"] if key[:10] == b"x-thrifty-"}
+def directives_of(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The x-thrifty-* headers of ``(name, value)`` pairs with lower-case names, in one pass."""
+    return {key: bytes(value) for key, value in headers if key[:10] == b"x-thrifty-"}
 
 
-def _label(headers: dict[bytes, bytes], name: bytes) -> str | None:
+def _label(headers: Directives, name: bytes) -> str | None:
     raw = headers.get(name)
     if raw is None:
         return None
@@ -103,9 +118,8 @@ def _label(headers: dict[bytes, bytes], name: bytes) -> str | None:
     return text
 
 
-def cache_headers(scope: Scope) -> tuple[str | None, str | None]:
+def cache_headers(headers: Directives) -> tuple[str | None, str | None]:
     """``x-thrifty-cache`` (``off`` or ``force``; ``on`` is the default) and ``x-thrifty-cache-version``."""
-    headers = _thrifty_headers(scope)
     directive = _label(headers, b"x-thrifty-cache") if headers else None
     if directive is not None:
         directive = directive.lower()
@@ -116,15 +130,13 @@ def cache_headers(scope: Scope) -> tuple[str | None, str | None]:
     return directive, version
 
 
-def _urgent(scope: Scope) -> bool:
+def _urgent(headers: Directives) -> bool:
     """``x-thrifty-urgent: 1`` (or true, yes): a plan may allow the call a larger max_tokens cap."""
-    for key, value in scope["headers"]:
-        if key == b"x-thrifty-urgent":
-            return bytes(value).strip().lower() in (b"1", b"true", b"yes")
-    return False
+    value = headers.get(b"x-thrifty-urgent")
+    return value is not None and value.strip().lower() in (b"1", b"true", b"yes")
 
 
-def _tags(headers: dict[bytes, bytes]) -> tuple[str, ...]:
+def _tags(headers: Directives) -> tuple[str, ...]:
     raw = headers.get(b"x-thrifty-tags")
     if raw is None:
         return ()
@@ -134,9 +146,8 @@ def _tags(headers: dict[bytes, bytes]) -> tuple[str, ...]:
     return tags
 
 
-def attribution(scope: Scope, body: dict[str, Any], client: ClientAPI, binding: Binding | None) -> Attribution:
+def attribution(headers: Directives, body: dict[str, Any], client: ClientAPI, binding: Binding | None) -> Attribution:
     """Who a call is for: see ``_attribution``."""
-    headers = _thrifty_headers(scope)
     if headers:
         user, team, feature = (_label(headers, name) for name in _ATTRIBUTION_HEADERS)
         tags = _tags(headers)
@@ -198,20 +209,20 @@ _HINT_HEADERS = {
 }
 
 
-def _hints(scope: Scope) -> dict[str, str]:
+def _hints(headers: Directives) -> dict[str, str]:
     """The routing and output-cap directives (``x-thrifty-tier``, ``-route``, ``-plan``, ``-urgency``)."""
     hints: dict[str, str] = {}
-    for key, value in scope["headers"]:
-        name = _HINT_HEADERS.get(key) if key[:10] == b"x-thrifty-" else None
-        if name is not None:
-            text = bytes(value).decode("latin-1").strip()
+    for key, name in _HINT_HEADERS.items():
+        value = headers.get(key)
+        if value is not None:
+            text = value.decode("latin-1").strip()
             if text:
                 hints[name] = text[:_MAX_LABEL]
     return hints
 
 
 def build_call(
-    scope: Scope,
+    headers: Directives,
     body: dict[str, Any],
     client: ClientAPI,
     binding: Binding | None,
@@ -229,10 +240,10 @@ def build_call(
         if options is not None and not isinstance(options, dict):
             raise Rejection(400, "stream_options: expected an object")
         include_usage = bool(options and options.get("include_usage"))
-    if any(name[:10] == b"x-thrifty-" for name, _ in scope["headers"]):
-        directive, version = cache_headers(scope)
-        urgent, hints, who = _urgent(scope), _hints(scope), attribution(scope, body, client, binding)
-    else:  # the usual case: no directive to read, so one pass over the headers is enough
+    if headers:
+        directive, version = cache_headers(headers)
+        urgent, hints, who = _urgent(headers), _hints(headers), attribution(headers, body, client, binding)
+    else:  # the usual case: no directive to read
         directive = version = None
         urgent, hints, who = False, {}, _attribution(body, client, binding, None, None, None, ())
     return Call(
