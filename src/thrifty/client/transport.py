@@ -158,7 +158,7 @@ def _response_headers(call: Call, call_model: str, result: Result) -> list[tuple
         ("content-type", "text/event-stream" if result.events is not None else "application/json"),
         ("x-thrifty-request-id", call.request_id),
         ("x-thrifty-model", result.served_model or call_model),
-        ("x-thrifty-cache", call.cache_status),
+        ("x-thrifty-cache", result.cache_status or call.cache_status),
     ]
     headers += [(k.decode(), v.decode()) for k, v in result.headers]
     return headers

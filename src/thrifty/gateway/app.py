@@ -277,7 +277,7 @@ class Gateway:
         headers = [
             _id_header(request_id),
             (b"x-thrifty-model", (result.served_model or call.model).encode()),
-            (b"x-thrifty-cache", call.cache_status.encode()),
+            (b"x-thrifty-cache", (result.cache_status or call.cache_status).encode()),
             *result.headers,
         ]
         if result.events is None:

@@ -134,7 +134,7 @@ async def handle_embeddings(
     result = await pipeline.run(call)
     headers: list[tuple[bytes, bytes]] = [
         (b"x-thrifty-model", route.name.encode()),
-        (b"x-thrifty-cache", call.cache_status.encode()),
+        (b"x-thrifty-cache", (result.cache_status or call.cache_status).encode()),
         *result.headers,  # the cost; a refusal's Retry-After
     ]
     return result.status, result.body or b"", headers

@@ -28,6 +28,7 @@ __all__ = [
     "encode_entry",
     "load_entry",
     "price_stored",
+    "settled",
     "stored_stream",
     "ttl_for",
 ]
@@ -60,7 +61,7 @@ class ExactCacheStep:
             call.cache_status = "bypass"
             if reason == "sampled":
                 call.details["cache_bypass"] = "sampled (temperature > 0 or unset); x-thrifty-cache: force to cache"
-            return await next_step(call)
+            return settled(await next_step(call), "bypass")
         who = call.attribution
         namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)
         key = exact_key(call.body, call.client_api, call.model, call.cache_version)
@@ -70,9 +71,9 @@ class ExactCacheStep:
             if entry is not None and entry.get("api") == call.client_api:
                 return cache_hit_result(call, entry, "hit", "exact_cache", self.prices)
         call.cache_status = "miss"
-        result = await next_step(call)
-        if result.status != 200 or call.cache_status != "miss":
-            return result  # failed, or answered by an inner cache (semantic): not stored as exact
+        result = settled(await next_step(call), "miss")
+        if result.status != 200 or result.cache_status != "miss":
+            return result  # failed, or answered (or left alone) by an inner cache: not stored as exact
         ttl = ttl_for(spec, namespace)
         if result.events is None:
             if result.body is not None and len(result.body) <= spec.max_entry_bytes:
@@ -227,9 +228,15 @@ def price_stored(entry: dict[str, Any], call: Call, prices: PriceBook) -> Decima
         return None
 
 
+def settled(result: Result, status: str) -> Result:
+    """``result`` with this step's cache status, unless an inner cache step already said how."""
+    if result.cache_status is None:
+        result.cache_status = status
+    return result
+
+
 def cache_hit_result(call: Call, entry: dict[str, Any], status: str, strategy: str, prices: PriceBook) -> Result:
     """The stored answer as this call's result: nothing billed, the saving recorded."""
-    call.cache_status = status
     saved = price_stored(entry, call, prices)
     if saved is not None:
         call.counterfactual_cost = saved
@@ -245,6 +252,7 @@ def cache_hit_result(call: Call, entry: dict[str, Any], status: str, strategy: s
         "priced_as": entry.get("priced_as"),
         "billed": False,
         "first_byte_at": time.perf_counter(),
+        "cache_status": status,
     }
     raw: bytes = entry["body_raw"]
     if not call.stream:

@@ -63,6 +63,9 @@ class Call:
     include_usage: bool = False
     """OpenAI clients only: the client asked for the usage chunk (``stream_options.include_usage``)."""
     cache_status: str = "miss"
+    """What the cache steps decided on the way in (``bypass``, ``miss``; ``internal`` for
+    thrifty's own calls), for rows written before the call returns (a lost attempt). How the call
+    was answered travels back in ``Result.cache_status``; no step reads this after calling on."""
     cache_directive: str | None = None
     """``x-thrifty-cache``: ``off`` skips the caches, ``force`` caches a sampled request."""
     cache_version: str | None = None
@@ -127,6 +130,10 @@ class Result:
     output_text: str | None = None
     """The generated text, kept only when the provider reported no usage and thrifty must count it."""
     error: str | None = None
+    cache_status: str | None = None
+    """How the caches dealt with the call, set on the way out: ``hit`` or ``semantic`` (answered
+    from one), ``miss`` (looked up, not found), ``bypass`` (left alone). None: no cache step
+    has seen it yet (the record step then takes the call's inward decision)."""
     billed: bool = True
     """False when the provider did not bill (it refused the request): cost is a known zero."""
 

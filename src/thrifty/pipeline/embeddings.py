@@ -23,7 +23,7 @@ from thrifty.core.cache_key import exact_key, namespace_for
 from thrifty.core.pricing import PriceBook
 from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
 from thrifty.core.usage import Usage
-from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, ttl_for
+from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, settled, ttl_for
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.dispatch import RetryPolicy, Route
@@ -48,7 +48,7 @@ class EmbeddingsCacheStep:
         spec = self.spec
         if not spec.enabled or call.cache_directive == "off":
             call.cache_status = "bypass"
-            return await next_step(call)
+            return settled(await next_step(call), "bypass")
         who = call.attribution
         namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)
         key = exact_key(call.body, _API, call.model, call.cache_version)
@@ -58,7 +58,7 @@ class EmbeddingsCacheStep:
             if entry is not None and entry.get("api") == _API:
                 return cache_hit_result(call, entry, "hit", "exact_cache", self.prices)
         call.cache_status = "miss"
-        result = await next_step(call)
+        result = settled(await next_step(call), "miss")
         body = result.body
         if result.status == 200 and body is not None and len(body) <= spec.max_entry_bytes:
             value = encode_entry(call, result, body, result.usage, self.prices, api=_API)

@@ -191,7 +191,7 @@ class RecordStep:
             status=status,
             error=error,
             http_status=result.status,
-            cache_status=call.cache_status,
+            cache_status=result.cache_status or call.cache_status,
             route=call.route,
             stream=call.stream,
             details=details,

@@ -43,7 +43,7 @@ from thrifty.core.pricing import Cost, PriceBook, format_usd
 from thrifty.core.routing.features import last_user_text
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.cache import bypass_reason, cache_hit_result, encode_entry, load_entry, stored_stream
+from thrifty.pipeline.cache import bypass_reason, cache_hit_result, encode_entry, load_entry, settled, stored_stream
 from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
 from thrifty.semantic.matcher import compared_text, context_key
 from thrifty.semantic.service import EmbeddingSpend, Lookup, SemanticService, Vector
@@ -103,7 +103,7 @@ class SemanticCacheStep:
         spec = self.cache.semantic
         if bypass_reason(call, exact) is not None:
             call.cache_status = "bypass"
-            return await next_step(call)
+            return settled(await next_step(call), "bypass")
         raw = call.body.get("messages")
         messages: list[Any] = raw if isinstance(raw, list) else []
         text = compared_text(messages)
@@ -128,8 +128,8 @@ class SemanticCacheStep:
             return self._hit(call, hit, found, spent)
         call.cache_status = "miss"
         call.details["semantic_cache"] = _miss_details(found, spent)
-        result = await next_step(call)
-        if result.status != 200 or call.cache_status != "miss" or found.vector is None:
+        result = settled(await next_step(call), "miss")
+        if result.status != 200 or result.cache_status != "miss" or found.vector is None:
             return result
         entry_id = "s:" + hashlib.sha256(f"{context}\x00{text}".encode()).hexdigest()
         ttl = spec.ttl_for(namespace)
