@@ -63,6 +63,11 @@ def test_uvicorns_own_log_lines_redact_too(capsys: pytest.CaptureFixture[str]) -
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    # as in a fresh `thrifty serve`: no uvicorn logging set up by another server in this process
+    uvicorn_loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    kept = [(logger.handlers[:], logger.propagate) for logger in uvicorn_loggers]
+    for logger in uvicorn_loggers:
+        logger.handlers[:], logger.propagate = [], True
     try:
         for log_format in ("text", "json"):
             configure_logging("info", log_format)  # type: ignore[arg-type]
@@ -77,6 +82,8 @@ def test_uvicorns_own_log_lines_redact_too(capsys: pytest.CaptureFixture[str]) -
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+        for logger, (handlers, propagate) in zip(uvicorn_loggers, kept, strict=True):
+            logger.handlers[:], logger.propagate = handlers, propagate
 
 
 def test_cli_errors_name_store_urls_without_their_passwords(tmp_path: Path) -> None:
