@@ -11,11 +11,11 @@ file is not valid (bad JSON, missing fields, another endpoint) ends ``failed`` w
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from thrifty.simulator.batch_record import BatchRecord
 from thrifty.simulator.common import ApiError, Reply, error_reply
 from thrifty.simulator.embeddings import embeddings_json
 from thrifty.simulator.openai_chat import chat_completion, completion_json, parse_chat
@@ -26,54 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["BatchRecord", "cancel_batch", "create_batch", "list_batches", "retrieve_batch"]
 
 _ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
-_DAY = 86_400
-
-
-@dataclass(slots=True)
-class BatchRecord:
-    id: str
-    input_file_id: str
-    endpoint: str
-    completion_window: str
-    metadata: dict[str, Any] | None
-    created_at: int
-    started: float
-    status: str = "validating"
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    times: dict[str, int] = field(default_factory=dict)
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    counts: dict[str, int] = field(default_factory=lambda: {"total": 0, "completed": 0, "failed": 0})
-    usage: dict[str, Any] | None = None
-    model: str | None = None
-
-    def json(self) -> dict[str, Any]:
-        t = self.times
-        return {
-            "id": self.id,
-            "object": "batch",
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "errors": {"object": "list", "data": self.errors} if self.errors else None,
-            "input_file_id": self.input_file_id,
-            "completion_window": self.completion_window,
-            "status": self.status,
-            "output_file_id": self.output_file_id,
-            "error_file_id": self.error_file_id,
-            "created_at": self.created_at,
-            "in_progress_at": t.get("in_progress_at"),
-            "expires_at": self.created_at + _DAY,
-            "finalizing_at": t.get("finalizing_at"),
-            "completed_at": t.get("completed_at"),
-            "failed_at": t.get("failed_at"),
-            "expired_at": None,
-            "cancelling_at": t.get("cancelling_at"),
-            "cancelled_at": t.get("cancelled_at"),
-            "request_counts": dict(self.counts),
-            "metadata": self.metadata,
-            "usage": self.usage,
-        }
 
 
 def create_batch(sim: Simulator, data: dict[str, Any]) -> Reply:

@@ -15,7 +15,7 @@ from thrifty.simulator.ratelimits import Limiter
 from thrifty.simulator.text import TextBank
 
 if TYPE_CHECKING:
-    from thrifty.simulator.batches import BatchRecord
+    from thrifty.simulator.batch_record import BatchRecord
 
 __all__ = ["Simulator"]
 
