@@ -19,11 +19,7 @@ import orjson
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.simulator import anthropic_messages, batches, embeddings, openai_chat
 from thrifty.simulator.admin import AdminError, admin
-from thrifty.simulator.common import Api, ApiError, Reply, error_reply, load_json_object
-from thrifty.simulator.config import FaultSpec, SimulatorConfig
-from thrifty.simulator.respond import hang, send_reply
-from thrifty.simulator.state import Simulator
-from thrifty.web.asgi import (
+from thrifty.simulator.asgi import (
     BodyTooLarge,
     ClientGone,
     Receive,
@@ -33,6 +29,10 @@ from thrifty.web.asgi import (
     read_body,
     send_response,
 )
+from thrifty.simulator.common import Api, ApiError, Reply, error_reply, load_json_object
+from thrifty.simulator.config import FaultSpec, SimulatorConfig
+from thrifty.simulator.respond import hang, send_reply
+from thrifty.simulator.state import Simulator
 
 __all__ = ["SimulatorApp", "create_app"]
 

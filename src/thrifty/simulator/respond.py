@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from thrifty.simulator.common import Reply
-from thrifty.simulator.config import FaultSpec
-from thrifty.web.asgi import (
+from thrifty.simulator.asgi import (
     Receive,
     Send,
     disconnect_watcher,
@@ -15,6 +13,8 @@ from thrifty.web.asgi import (
     stream_chunk,
     wait_for_disconnect,
 )
+from thrifty.simulator.common import Reply
+from thrifty.simulator.config import FaultSpec
 
 __all__ = ["hang", "send_reply"]
 
