@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from thrifty.config.files import describe_validation_error
 from thrifty.simulator.common import Reply
-from thrifty.simulator.config import FaultSpec
+from thrifty.simulator.config import FaultSpec, describe_validation_error
 
 if TYPE_CHECKING:
     from thrifty.simulator.state import Simulator

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from thrifty.config.files import ConfigError, describe_validation_error, load_document
+from thrifty.core.documents import ConfigError, load_document
 
 __all__ = [
     "DEFAULT_ANTHROPIC_CACHE_MINIMUMS",
@@ -23,6 +23,7 @@ __all__ = [
     "FaultSpec",
     "RateLimits",
     "SimulatorConfig",
+    "describe_validation_error",
     "load_simulator_config",
 ]
 
@@ -244,3 +245,34 @@ def load_simulator_config(path: str | Path) -> SimulatorConfig:
         raise ConfigError(describe_validation_error(error, str(path))) from None
     except ValueError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """Every problem on one line, worded as thrifty's config files word theirs (``fault: rate:
+    Input should be less than or equal to 1; bogus: unknown key``): the simulator's copy of
+    ``thrifty.config.files.describe_validation_error`` without a model (so no "did you mean"),
+    kept here so that the stand-in for the providers needs nothing from the config layer."""
+    problems: list[str] = []
+    for detail in error.errors(include_url=False):
+        where = _place(detail["loc"])
+        message, kind = str(detail["msg"]), detail["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required, but missing"
+        elif message.startswith("Value error, "):  # our own validators: the message says it all
+            own = message.removeprefix("Value error, ")
+            problems.append(f"{where}: {own}" if where else own)
+            continue
+        problems.append(f"{where or '(top level)'}: {message}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def _place(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
