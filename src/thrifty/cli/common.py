@@ -15,6 +15,7 @@ import click
 
 from thrifty.core.pricing import PriceBook
 from thrifty.core.redact import redact_text, redact_url, url_secrets
+from thrifty.errors import ThriftyError
 
 __all__ = [
     "COUNT",
@@ -45,8 +46,9 @@ def store_error(what: str, url: str, error: Exception) -> CliError:
     return CliError(f"cannot open {what} {redact_url(url)}: {detail}")
 
 
-class CliError(click.ClickException):
-    """Bad input: reported on one line, exit status 2."""
+class CliError(ThriftyError, click.ClickException):
+    """Bad input: reported on one line, exit status 2. The CLI's member of ``thrifty.errors``'
+    hierarchy (defined here, beside click, because it is click's ``ClickException`` too)."""
 
     exit_code = 2
 

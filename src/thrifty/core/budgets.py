@@ -22,6 +22,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from thrifty.core.pricing.rates import Rates, format_usd
+from thrifty.errors import BudgetError
 
 __all__ = [
     "BUDGET_SCOPES",
@@ -64,10 +65,6 @@ even when the last calls of a window settle above it."""
 ROLLING_BUCKETS = 60
 """A rolling window is counted in this many buckets; a bucket counts whole while any of it is in
 the window, so the sum can only over-count (by at most one bucket's spend), never under-count."""
-
-
-class BudgetError(ValueError):
-    """A budget or limit that cannot be right (an unknown time zone, a negative amount...)."""
 
 
 def usd_to_units(amount: Decimal) -> int:

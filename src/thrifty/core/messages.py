@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from thrifty.errors import RequestError
+
 __all__ = [
     "ChatRequest",
     "ImagePart",
@@ -27,15 +29,6 @@ __all__ = [
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 WireFormat = Literal["openai", "anthropic"]
-
-
-class RequestError(ValueError):
-    """A request that is not valid; ``path`` says where (``messages[2].content``)."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from thrifty.errors import UsageError
+
 __all__ = ["Usage", "UsageError"]
-
-
-class UsageError(ValueError):
-    """A usage report that cannot be right (negative counts, parts larger than their whole)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from thrifty.core._validate import check_depth, field_at, too_deep_problem
 from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.messages import RequestError
 from thrifty.core.openai_shape import parse_openai_request
+from thrifty.errors import Rejection
 from thrifty.pipeline.call import Attribution, Call, ClientAPI
 from thrifty.stores.keys import KeyInfo
 
@@ -39,16 +40,6 @@ in-process client from the SDK's request."""
 _MAX_LABEL = 256
 _LABEL = re.compile(r"^[\x20-\x7e]+$")
 _ATTRIBUTION_HEADERS = (b"x-thrifty-user", b"x-thrifty-team", b"x-thrifty-feature")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection(Exception):
-    """A request refused before it reaches the pipeline."""
-
-    status: int
-    message: str
-    kind: str = "invalid_request_error"
-    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

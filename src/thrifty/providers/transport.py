@@ -16,6 +16,8 @@ from typing import Protocol
 
 import aiohttp
 
+from thrifty.errors import TransportError
+
 __all__ = [
     "AiohttpTransport",
     "MemoryResponse",
@@ -25,16 +27,6 @@ __all__ = [
     "TransportError",
     "UpstreamResponse",
 ]
-
-
-class TransportError(Exception):
-    """No whole answer came. ``timeout``: a limit ran out; ``may_be_billed``: the request was
-    sent and the provider may be working on it when we gave up."""
-
-    def __init__(self, message: str, *, timeout: bool, may_be_billed: bool) -> None:
-        super().__init__(message)
-        self.timeout = timeout
-        self.may_be_billed = may_be_billed
 
 
 @dataclass(frozen=True, slots=True)

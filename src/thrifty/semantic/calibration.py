@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from thrifty.errors import PairFileError
+
 if TYPE_CHECKING:
     from thrifty.semantic.embedder import Embedder
     from thrifty.semantic.verifier import Verifier
@@ -56,10 +58,6 @@ _TRUE = {"1", "1.0", "true", "yes"}
 _FALSE = {"0", "0.0", "false", "no"}
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.005 * i, 3) for i in range(101))
-
-
-class PairFileError(ValueError):
-    """A pair file that cannot be read: the message names the file and the line."""
 
 
 @dataclass(frozen=True, slots=True)

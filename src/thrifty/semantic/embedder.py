@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from thrifty.core.redact import redact_url
+from thrifty.errors import EmbedderError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -54,10 +55,6 @@ class TokenStates:
 
     ids: npt.NDArray[np.int64]
     hidden: npt.NDArray[np.float32]
-
-
-class EmbedderError(RuntimeError):
-    """The embedder cannot be loaded or did not answer."""
 
 
 @runtime_checkable

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from thrifty.errors import IndexFileError
+
 if TYPE_CHECKING:
     from usearch.index import Index
 
@@ -56,10 +58,6 @@ ANN_EXPANSION_ADD = 64
 ANN_EXPANSION_SEARCH = 192
 _MAGIC = b"THRIFTY-VECTORS-1\n"
 _HEADER = struct.Struct("<Q")
-
-
-class IndexFileError(ValueError):
-    """A persisted index file that cannot be read."""
 
 
 @runtime_checkable

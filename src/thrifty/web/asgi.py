@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from thrifty.errors import BodyTooLarge, BodyTooSlow, ClientGone
+
 __all__ = [
     "ASGIApp",
     "BodyTooLarge",
@@ -44,22 +46,6 @@ _SSE = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # tell nginx-style proxies in front not to buffer the stream
 ]
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than the limit of {limit} bytes")
-        self.limit = limit
-
-
-class BodyTooSlow(Exception):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"the request body did not arrive within {seconds:g} s")
-        self.seconds = seconds
-
-
-class ClientGone(Exception):
-    """The client disconnected before the whole request body arrived."""
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -18,24 +18,13 @@ from thrifty.core.pricing.catalogue import Catalogue, CatalogueEntry
 from thrifty.core.pricing.overrides import PriceOverride
 from thrifty.core.pricing.rates import Cost, Rates, compute_cost
 from thrifty.core.usage import Usage
+from thrifty.errors import UnknownModelError
 
 __all__ = ["PriceBook", "PriceQuote", "PricedUsage", "UnknownModelError"]
 
 PriceSource = Literal["catalogue", "override", "self-hosted", "default"]
 _HALF = Decimal("0.5")
 _CACHE_LIMIT = 8192
-
-
-class UnknownModelError(LookupError):
-    """No price is known for a model, and no default price is configured."""
-
-    def __init__(self, model: str, provider: str | None, suggestions: Sequence[str]) -> None:
-        self.model = model
-        self.provider = provider
-        self.suggestions = list(suggestions)
-        where = f" (provider {provider!r})" if provider else ""
-        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown model {model!r}{where}: no price is known for it{hint}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from thrifty.core.routing.embedding import Embedder, Vector
+from thrifty.errors import RouterFileError
 
 __all__ = ["ROUTER_FORMAT", "LearnedRouter", "RouterFileError", "shape_features", "train_router"]
 
@@ -33,10 +34,6 @@ _CLIP = 5.0
 """Weight of the standardised shape features next to the unit-length embedding."""
 
 Floats = npt.NDArray[np.float64]
-
-
-class RouterFileError(ValueError):
-    """A router document that cannot be used (wrong format, version, or sizes)."""
 
 
 def shape_features(text: str) -> list[float]:

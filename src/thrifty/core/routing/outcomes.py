@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from thrifty.errors import OutcomesError
+
 __all__ = ["OutcomeTable", "OutcomesError", "parse_outcomes"]
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
-
-
-class OutcomesError(ValueError):
-    """An outcomes file that cannot be used; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

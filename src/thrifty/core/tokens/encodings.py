@@ -21,6 +21,8 @@ from typing import Literal
 
 import tiktoken
 
+from thrifty.errors import EncodingIntegrityError
+
 __all__ = ["EncodingIntegrityError", "EncodingName", "Encodings"]
 
 EncodingName = Literal["o200k_base", "cl100k_base"]
@@ -59,10 +61,6 @@ _SPECIAL: dict[EncodingName, dict[str, int]] = {
     },
     "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
 }
-
-
-class EncodingIntegrityError(RuntimeError):
-    """A bundled vocabulary does not match the published file."""
 
 
 class Encodings:

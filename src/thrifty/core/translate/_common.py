@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from thrifty.core import _validate as v
+from thrifty.errors import ResponseShapeError
 
 __all__ = [
     "Report",
@@ -28,17 +29,6 @@ __all__ = [
     "tool_arguments",
     "tool_input",
 ]
-
-
-class ResponseShapeError(ValueError):
-    """An upstream response (or stream event) that cannot be translated: the provider broke its
-    own format. Distinct from ``RequestError`` because it is the gateway's upstream, not its
-    client, that is at fault (a 502, not a 400)."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
 
 
 @dataclass(slots=True)

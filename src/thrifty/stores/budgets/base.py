@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from thrifty.errors import StoreUnavailable
+
 __all__ = [
     "SEP",
     "BudgetStore",
@@ -27,10 +29,6 @@ so it never occurs inside one."""
 
 def line_key(budget_id: str, subject: str, period: str) -> str:
     return f"{budget_id}{SEP}{subject}{SEP}{period}"
-
-
-class StoreUnavailable(Exception):
-    """The store cannot be reached (Redis down, the SQLite file locked for too long)."""
 
 
 @dataclass(frozen=True, slots=True)
