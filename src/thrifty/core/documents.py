@@ -13,11 +13,9 @@ from typing import Any
 
 import yaml
 
+from thrifty.errors import ConfigError
+
 __all__ = ["ConfigError", "load_document", "parse_document", "read_text_file"]
-
-
-class ConfigError(ValueError):
-    """A config or data file that cannot be used; the message names the file and the place."""
 
 
 class _DecimalLoader(yaml.SafeLoader):
