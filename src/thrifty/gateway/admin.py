@@ -22,10 +22,11 @@ from pydantic import ValidationError
 from thrifty.config.budgets import BudgetSpec
 from thrifty.config.files import describe_validation_error
 from thrifty.core.budgets import budget_to_doc
+from thrifty.errors import AuthError, InvalidRequest, NotFound, ThriftyError, error_response
 from thrifty.gateway.runtime import Runtime
 from thrifty.pipeline.budget_status import budget_status
 from thrifty.stores.budgets import StoreUnavailable
-from thrifty.web.asgi import BodyTooLarge, Receive, Scope, Send, header, json_response, read_body
+from thrifty.web.asgi import BodyTooLarge, Receive, Scope, Send, header, json_response, read_body, send_response
 
 __all__ = ["admin_token", "handle_admin"]
 
@@ -49,23 +50,21 @@ def _presented(scope: Scope) -> str | None:
     return value.decode("latin-1").strip() if value is not None else None
 
 
-async def _error(send: Send, status: int, message: str, kind: str, extra: list[tuple[bytes, bytes]]) -> None:
-    await json_response(send, status, {"error": {"message": message, "type": kind}}, extra)
+async def _error(send: Send, error: ThriftyError, extra: list[tuple[bytes, bytes]]) -> None:
+    """In OpenAI's error shape, as the rest of the gateway's non-Anthropic routes."""
+    status, body = error_response(error, "openai")
+    await send_response(send, status, body, extra, b"application/json")
 
 
 async def handle_admin(runtime: Runtime, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
     ids = [(b"x-thrifty-request-id", request_id.encode())]
     token = admin_token(runtime)
     if token is None or runtime.limits is None:
-        await _error(
-            send, 404, "the admin API is off: set admin.token_env to a variable holding a token", "not_found_error", ids
-        )
+        await _error(send, NotFound("the admin API is off: set admin.token_env to a variable holding a token"), ids)
         return
     presented = _presented(scope)
     if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
-        await _error(
-            send, 401, "a valid admin token is required (Authorization: Bearer TOKEN)", "authentication_error", ids
-        )
+        await _error(send, AuthError("a valid admin token is required (Authorization: Bearer TOKEN)"), ids)
         return
     engine = runtime.limits.engine
     path: str = scope["path"].rstrip("/")
@@ -86,17 +85,17 @@ async def handle_admin(runtime: Runtime, scope: Scope, receive: Receive, send: S
                 query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
                 budget_id = (query.get("id") or [""])[0]
             if not budget_id:
-                await _error(send, 400, "name the budget: DELETE /admin/budgets?id=ID", "invalid_request_error", ids)
+                await _error(send, InvalidRequest("", "name the budget: DELETE /admin/budgets?id=ID"), ids)
                 return
             if await engine.store.delete_definition(budget_id):
                 await engine.refresh()
                 await json_response(send, 200, {"deleted": budget_id}, ids)
             else:
-                await _error(send, 404, f"no budget {budget_id!r}", "not_found_error", ids)
+                await _error(send, NotFound(f"no budget {budget_id!r}"), ids)
         else:
-            await _error(send, 404, f"no admin route {method} {path}", "not_found_error", ids)
+            await _error(send, NotFound(f"no admin route {method} {path}"), ids)
     except StoreUnavailable as error:
-        await _error(send, 503, str(error), "api_error", ids)
+        await _error(send, error, ids)
 
 
 async def _put(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ids: list[tuple[bytes, bytes]]) -> None:
@@ -105,23 +104,23 @@ async def _put(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ids
     try:
         raw = await read_body(receive, _MAX_BODY)
     except BodyTooLarge as error:
-        await _error(send, 413, str(error), "request_too_large", ids)
+        await _error(send, error, ids)
         return
     try:
         document: Any = orjson.loads(raw)
         spec = BudgetSpec.model_validate(document)
         budget = spec.budget(runtime.config.budgets.timezone, source="admin")
     except orjson.JSONDecodeError as error:
-        await _error(send, 400, f"the body is not JSON: {error}", "invalid_request_error", ids)
+        await _error(send, InvalidRequest("", f"the body is not JSON: {error}"), ids)
         return
     except ValidationError as error:
-        await _error(send, 400, describe_validation_error(error, "budget"), "invalid_request_error", ids)
+        await _error(send, InvalidRequest("", describe_validation_error(error, "budget")), ids)
         return
     except ValueError as error:
-        await _error(send, 400, str(error), "invalid_request_error", ids)
+        await _error(send, InvalidRequest("", str(error)), ids)
         return
     if budget.downgrade_to is not None and runtime.routes.get(budget.downgrade_to) is None:
-        await _error(send, 400, f"downgrade_to: no model named {budget.downgrade_to!r}", "invalid_request_error", ids)
+        await _error(send, InvalidRequest("downgrade_to", f"no model named {budget.downgrade_to!r}"), ids)
         return
     doc = budget_to_doc(budget)
     await engine.store.put_definition(budget.id, doc)
