@@ -4,6 +4,7 @@ inner step answered from the result it gets, never by reading the call back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,7 @@ def _call() -> Call:
 def _run(step: ExactCacheStep, inner_status: str | None, meddle: bool = False) -> Result:
     async def inner(call: Call) -> Result:
         if meddle:
-            call.cache_status = "semantic"  # an inner step writing the call: must change nothing outside
+            call.cache_status = "semantic"  # type: ignore[misc]  # an inner step trying to write the call
         return Result(status=200, body=ANSWER, priced_as="gpt-4o-mini", cache_status=inner_status)
 
     return asyncio.run(step(_call(), inner))
@@ -57,11 +58,12 @@ def test_an_answer_from_an_inner_cache_is_not_stored_as_exact(tmp_path: Path, pr
     assert _run(step, None).cache_status == "hit"
 
 
-def test_a_meddling_inner_step_does_not_decide_for_the_cache(tmp_path: Path, prices: PriceBook) -> None:
+def test_an_inner_step_cannot_write_the_call(tmp_path: Path, prices: PriceBook) -> None:
     step = ExactCacheStep(LocalCache(tmp_path / "cache.db"), ExactCacheSpec(), prices)
-    first = _run(step, None, meddle=True)
-    assert first.cache_status == "miss"  # what came back says how it was answered: from upstream
-    assert _run(step, None).cache_status == "hit"  # so it was stored
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _run(step, None, meddle=True)  # the call is the request: immutable; answers come back in the Result
+    assert _run(step, None).cache_status == "miss"
+    assert _run(step, None).cache_status == "hit"
 
 
 def test_a_bypassed_call_says_so_in_its_result(tmp_path: Path, prices: PriceBook) -> None:

@@ -75,8 +75,10 @@ def test_the_dropped_turns_are_counted_after_the_request_goes_and_recorded_exact
     counter = WatchedCounter()
     seen_at_dispatch: set[str] = set()
     after_the_wait: dict[str, Any] = {}
+    sent: list[Call] = []
 
     async def upstream(call: Call) -> Result:
+        sent.append(call)  # the compressed copy the step passed on (the call as asked is unchanged)
         seen_at_dispatch.update(counter.asked)
         await asyncio.sleep(0.01)  # the network: the loop is free to count meanwhile
         # What a row written now would carry (an escalated attempt's, recorded before the final one).
@@ -90,8 +92,10 @@ def test_the_dropped_turns_are_counted_after_the_request_goes_and_recorded_exact
         return call
 
     call = asyncio.run(run())
-    assert [m["content"] for m in call.body["messages"]][:1] == ["Be terse."]
-    assert len(call.body["messages"]) == 1 + 2 + 1
+    (compressed,) = sent
+    assert [m["content"] for m in compressed.body["messages"]][:1] == ["Be terse."]
+    assert len(compressed.body["messages"]) == 1 + 2 + 1
+    assert call.body["messages"] == messages
     assert not seen_at_dispatch & {m["content"] for m in dropped}, "dropped turns were counted before dispatch"
     tokens = TokenCounter()
     exact = sum(tokens.text_tokens(m["content"], "gpt-4o") + MESSAGE_OVERHEAD for m in dropped)

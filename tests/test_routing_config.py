@@ -118,9 +118,10 @@ def test_the_learned_router_uses_the_embedding_another_step_computed(tmp_path: P
     async def answer(call: Call) -> Result:
         return Result(status=200, body=openai_body("ok"), served_model=call.model)
 
-    def routed(call: Call) -> str:
-        asyncio.run(step(call, answer))
-        return call.model
+    def routed(call: Call) -> str:  # the model the routed copy went on with
+        served = asyncio.run(step(call, answer)).served_model
+        assert served is not None
+        return served
 
     # The semantic cache embedded the last user message first: the router embeds nothing.
     first = make_call("prove lemma 3 rigorously", model="gpt-4o")

@@ -438,34 +438,35 @@ def test_the_router_step_routes_by_rule_and_default() -> None:
     step = router_step([])
     call = make_call("hello")
     result = run(step, call)
-    assert call.model == "mini" and result.served_model == "mini"
+    assert call.model == "big" and result.served_model == "mini"  # as asked; the routed copy went on
     assert call.route == "default: small -> mini (no rule matched)"
     assert (b"x-thrifty-route", call.route.encode()) in result.headers
     hard = make_call("prove it")
-    run(step, hard)
-    assert hard.model == "big" and hard.route == "rules: large -> big (rule hard)"
+    assert run(step, hard).served_model == "big" and hard.route == "rules: large -> big (rule hard)"
 
 
 def test_escape_hatches() -> None:
     step = router_step([])
     off = make_call("hello", route="off")
-    run(step, off)
-    assert off.model == "big" and off.route == "off: big (x-thrifty-route: off)"
+    assert run(step, off).served_model == "big" and off.route == "off: big (x-thrifty-route: off)"
     tier = make_call("hello", tier="medium")
-    run(step, tier)
-    assert tier.model == "mid" and tier.route == "header: medium -> mid (x-thrifty-tier)"
+    assert run(step, tier).served_model == "mid" and tier.route == "header: medium -> mid (x-thrifty-tier)"
     bad = make_call("hello", tier="gigantic")
     assert run(step, bad).status == 400
     pinned = make_call("hello", model="pinned-model")
-    run(step, pinned)
-    assert pinned.model == "pinned-model" and pinned.route is not None and pinned.route.startswith("pinned")
+    assert (
+        run(step, pinned).served_model == "pinned-model"
+        and pinned.route is not None
+        and pinned.route.startswith("pinned")
+    )
     shadow = make_call("hello", route="shadow")
-    run(step, shadow)
-    assert shadow.model == "big" and shadow.route == "shadow default: small -> mini (no rule matched); served big"
+    assert (
+        run(step, shadow).served_model == "big"
+        and shadow.route == "shadow default: small -> mini (no rule matched); served big"
+    )
     # The requested model's tier is the ceiling: asking for mid never gets big.
     capped = make_call("prove it", model="mid")
-    run(step, capped)
-    assert capped.model == "mid" and "capped at the requested model's tier" in (capped.route or "")
+    assert run(step, capped).served_model == "mid" and "capped at the requested model's tier" in (capped.route or "")
 
 
 def test_a_failed_check_escalates_one_tier_and_records_the_failed_attempt() -> None:
@@ -473,7 +474,7 @@ def test_a_failed_check_escalates_one_tier_and_records_the_failed_attempt() -> N
     step = router_step(recorded, checks=list(BUILTIN_CHECKS.values()))
     call = make_call("hello")
     result = run(step, call, lambda c: "" if c.model == "mini" else "a real answer")
-    assert call.model == "mid" and result.served_model == "mid"
+    assert call.model == "big" and result.served_model == "mid"
     assert call.route == "default: small -> mini (no rule matched); escalated: medium -> mid (empty answer)"
     (attempt,) = recorded
     assert attempt.model == "mini" and attempt.details["routing"]["failed_check"] == "empty answer"
@@ -496,8 +497,7 @@ def test_the_classifier_names_a_tier_or_the_middle_tier_is_used() -> None:
 
     for reply, model in (("small", "mini"), ("Large.", "big"), ("I think medium", "mid"), ("no idea", "mid")):
         call = make_call("hello")
-        run(step, call, answers(reply))
-        assert call.model == model, reply
+        assert run(step, call, answers(reply)).served_model == model, reply
     assert len(recorded) == 4
     assert recorded[0].model == "mini" and recorded[0].body["messages"][0]["content"] == "Tiers: small, medium, large"
     assert recorded[0].hints["route"] == "internal"

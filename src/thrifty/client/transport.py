@@ -144,7 +144,8 @@ def _prepare(
             call, route = embeddings_call(
                 body, route_of, runtime.counter, request_id, started, who, len(request.content)
             )
-            call.cache_directive, call.cache_version = cache_headers(directives)
+            directive, version = cache_headers(directives)
+            call = call.replace(cache_directive=directive, cache_version=version)
             return call, route
         call = build_call(directives, body, client, binding, request_id, started)
     except Rejection as rejection:

@@ -16,7 +16,7 @@ from thrifty.core.messages import ChatRequest, RequestError
 from thrifty.core.pricing import UnknownModelError
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.gateway.intake import Directives, Rejection, cache_headers
-from thrifty.pipeline.call import Attribution, Call
+from thrifty.pipeline.call import Attribution, Call, CallTrace
 from thrifty.pipeline.dispatch import Route
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def embeddings_call(
         ts=datetime.now(UTC),
         started=started,
         body_size=size,
-        details={"endpoint": "embeddings", "upstream_model": route.upstream_model},
+        trace=CallTrace(details={"endpoint": "embeddings", "upstream_model": route.upstream_model}),
     )
     call.input_tokens[route.priced_as] = tokens  # what the budget estimate reads
     return call, route
@@ -128,7 +128,8 @@ async def handle_embeddings(
         )
     args = (body, runtime.routes.get, runtime.counter, request_id, started, who, size)
     call, route = await asyncio.to_thread(embeddings_call, *args) if size > _LARGE_INPUT else embeddings_call(*args)
-    call.cache_directive, call.cache_version = cache_headers(directives)
+    directive, version = cache_headers(directives)
+    call = call.replace(cache_directive=directive, cache_version=version)
     pipeline = runtime.embeddings
     assert pipeline is not None, "the gateway has not started"
     result = await pipeline.run(call)

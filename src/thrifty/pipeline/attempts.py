@@ -51,7 +51,7 @@ class AttemptLedger:
 
     def intend(self, call: Call, route: Route) -> None:
         """Before the call's first upstream attempt: its id, and its intent journalled."""
-        call.record_id = record_id = new_record_id()
+        call.trace.record_id = record_id = new_record_id()
         if self._intend is None:
             return
         usage, cost, details = self._lower_bound(call, route)

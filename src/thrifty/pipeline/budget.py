@@ -58,6 +58,9 @@ class _Held:
     lines: list[Line]
     engine: BudgetEngine
     done: bool = False
+    call: Call | None = None
+    """The call to send when a budget downgraded it to another model (a copy: the request as
+    asked is unchanged)."""
 
     def on_cost(self, cost: Cost | None, usage: Usage) -> None:
         if self.done:
@@ -297,21 +300,18 @@ class BudgetEngine:
         if not routes:
             log.error("budgets: %s downgrades to %s, which this gateway does not serve", budget.id, target)
             return None
-        original = call.model
-        call.model = target
-        guess = estimate(call, routes, self.counter, self.prices, self.default_max_output)
+        downgraded = call.replace(model=target)
+        guess = estimate(downgraded, routes, self.counter, self.prices, self.default_max_output)
         if guess.max_usd is None and self.unpriced == "refuse" and any(b.unit == "usd" for b, _ in pairs):
-            call.model = original
             return None
         try:
-            held, refusal = await self._hold(call, pairs, periods, guess, now)
+            held, refusal = await self._hold(downgraded, pairs, periods, guess, now)
         except StoreUnavailable as error:
-            call.model = original
             return self._unavailable(call, error)
         if refusal is not None:
-            call.model = original
             return None
-        call.details["budget_downgrade"] = {"from": original, "to": target, "budget": budget.id}
+        call.details["budget_downgrade"] = {"from": call.model, "to": target, "budget": budget.id}
+        held.call = downgraded
         return held
 
     def _unavailable(self, call: Call, error: StoreUnavailable) -> Result | None:
@@ -425,7 +425,8 @@ class BudgetEngine:
 
     # -- plans ---------------------------------------------------------------------------------
 
-    def apply_plan(self, call: Call, name: str, plan: PlanSpec) -> Result | None:
+    def apply_plan(self, call: Call, name: str, plan: PlanSpec) -> Result | Call:
+        """A refusal, or the call to go on with (a copy with the plan's max_tokens cap)."""
         call.details["plan"] = name
         if plan.models is not None and call.model not in plan.models:
             message = f"the {name} plan does not include {call.model}; it includes: {', '.join(plan.models) or 'none'}"
@@ -436,20 +437,19 @@ class BudgetEngine:
             cap = int(plan.max_tokens * factor)
             asked = call.request.max_tokens
             if asked is None or asked > cap:
-                _set_max_tokens(call, cap)
                 call.details["plan_max_tokens"] = {"asked": asked, "cap": cap, "urgent": call.urgent}
-        return None
+                return _with_max_tokens(call, cap)
+        return call
 
 
-def _set_max_tokens(call: Call, cap: int) -> None:
+def _with_max_tokens(call: Call, cap: int) -> Call:
     body = dict(call.body)
     if call.client_api == "anthropic" or ("max_tokens" in body and "max_completion_tokens" not in body):
         body["max_tokens"] = cap
     else:
         body["max_completion_tokens"] = cap
         body.pop("max_tokens", None)
-    call.body = body
-    call.request = replace(call.request, max_tokens=cap)
+    return call.replace(body=body, request=replace(call.request, max_tokens=cap), input_tokens=call.input_tokens)
 
 
 def line_for(budget: Budget, subject: str, period: Period, amount: int, now: datetime) -> Line:
@@ -483,9 +483,10 @@ class BudgetStep:
         engine = self.engine
         plan = engine.plan_for(call)
         if plan is not None:
-            refused = engine.apply_plan(call, *plan)
-            if refused is not None:
-                return refused
+            applied = engine.apply_plan(call, *plan)
+            if isinstance(applied, Result):
+                return applied
+            call = applied
         pairs = engine.covering(call, plan[0] if plan is not None else None)
         if not pairs:
             return await next_step(call)
@@ -496,7 +497,7 @@ class BudgetStep:
             return await next_step(call)
         call.cost_listeners.append(held.on_cost)
         try:
-            return await next_step(call)
+            return await next_step(held.call or call)
         except BaseException:
             held.release()
             raise

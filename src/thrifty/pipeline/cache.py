@@ -58,7 +58,7 @@ class ExactCacheStep:
         spec = self.spec
         reason = bypass_reason(call, spec) if spec.enabled else "off"
         if reason is not None:
-            call.cache_status = "bypass"
+            call = call.replace(cache_status="bypass")
             if reason == "sampled":
                 call.details["cache_bypass"] = "sampled (temperature > 0 or unset); x-thrifty-cache: force to cache"
             return settled(await next_step(call), "bypass")
@@ -70,7 +70,7 @@ class ExactCacheStep:
             entry = load_entry(stored)
             if entry is not None and entry.get("api") == call.client_api:
                 return cache_hit_result(call, entry, "hit", "exact_cache", self.prices)
-        call.cache_status = "miss"
+        call = call.replace(cache_status="miss")
         result = settled(await next_step(call), "miss")
         if result.status != 200 or result.cache_status != "miss":
             return result  # failed, or answered (or left alone) by an inner cache: not stored as exact
@@ -239,7 +239,7 @@ def cache_hit_result(call: Call, entry: dict[str, Any], status: str, strategy: s
     """The stored answer as this call's result: nothing billed, the saving recorded."""
     saved = price_stored(entry, call, prices)
     if saved is not None:
-        call.counterfactual_cost = saved
+        call.trace.counterfactual_cost = saved
         call.savings[strategy] = saved
     call.details["cached_from"] = entry.get("request_id")
     if entry.get("usage"):

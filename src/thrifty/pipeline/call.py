@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from thrifty.core.usage import Usage
 __all__ = [
     "Attribution",
     "Call",
+    "CallTrace",
     "CostListener",
     "Next",
     "Result",
@@ -42,17 +44,39 @@ class Attribution:
 
 
 @dataclass(slots=True)
+class CallTrace:
+    """What the steps learn about a call on its way through: shared by every copy of the call (a
+    step that changes what is sent passes a copy on, see ``Call.replace``), read by the record step
+    once the answer is known. Nothing here changes what is sent."""
+
+    route: str | None = None
+    """The routing decision, as the ledger and ``x-thrifty-route`` say it."""
+    counterfactual_cost: Decimal | None = None
+    """Set by a cache hit: what the stored answer cost (otherwise the record step works it out)."""
+    savings: dict[str, Decimal] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    cost_listeners: list[CostListener] = field(default_factory=list)
+    """Told the call's cost and usage once the record step knows them (a stream: when it ends)."""
+    record_id: str | None = None
+    """The ledger id of the call's next row: set by the dispatcher when it journals the call's
+    intent (the row supersedes it), taken by the record step; None: a new id."""
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
-    """One request, as the face received it, plus the record every step writes into."""
+    """One request, as the face received it, and who it is for: immutable. A step that changes
+    what is sent (the model, the body) passes on ``call.replace(...)``; what steps learn goes in the
+    shared ``trace`` (and how the call was answered comes back in the ``Result``)."""
 
     request_id: str
     client_api: ClientAPI
     body: dict[str, Any]
-    """The client's request JSON, validated; steps may replace it (compression, routing)."""
+    """The request JSON as it is to be sent: the client's, validated, or a step's replacement."""
     request: ChatRequest
     """The same request, normalised; for counting and decisions, never sent as is."""
     model: str
-    """The public model name the client asked for."""
+    """The public model name: the one the client asked for, or in a copy a step passed on (a
+    router's choice, a budget's downgrade) the one to serve."""
     stream: bool
     attribution: Attribution
     ts: datetime
@@ -65,22 +89,17 @@ class Call:
     cache_status: str = "miss"
     """What the cache steps decided on the way in (``bypass``, ``miss``; ``internal`` for
     thrifty's own calls), for rows written before the call returns (a lost attempt). How the call
-    was answered travels back in ``Result.cache_status``; no step reads this after calling on."""
+    was answered comes back in ``Result.cache_status``."""
     cache_directive: str | None = None
     """``x-thrifty-cache``: ``off`` skips the caches, ``force`` caches a sampled request."""
     cache_version: str | None = None
     """``x-thrifty-cache-version``: entries of another version never answer (say, a hash of the
     documents an answer came from)."""
-    route: str | None = None
-    counterfactual_cost: Decimal | None = None
-    savings: dict[str, Decimal] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
     urgent: bool = False
     """``x-thrifty-urgent``: a plan may allow such calls a larger max_tokens cap."""
     input_tokens: dict[str, int] = field(default_factory=dict)
-    """The request's input tokens, counted once per model by the first step that needs them."""
-    cost_listeners: list[CostListener] = field(default_factory=list)
-    """Told the call's cost and usage once the record step knows them (a stream: when it ends)."""
+    """The request's input tokens, counted once per model by the first step that needs them (a
+    memo: a copy with another body starts a new one)."""
     hints: dict[str, str] = field(default_factory=dict)
     """Routing and output-cap directives from the ``x-thrifty-tier``, ``-route`` (off, shadow),
     ``-plan`` and ``-urgency`` headers, keyed without the prefix; thrifty's own calls (a classifier,
@@ -88,9 +107,35 @@ class Call:
     embeddings: dict[str, Any] = field(default_factory=dict)
     """The last user message's embedding by embedder name: computed once, by whichever step
     (semantic cache, learned router) needs it first."""
-    record_id: str | None = None
-    """The ledger id of the call's next row: set by the dispatcher when it journals the call's
-    intent (the row supersedes it), taken by the record step; None: a new id."""
+    trace: CallTrace = field(default_factory=CallTrace)
+
+    def replace(self, **changes: Any) -> Call:
+        """A copy with ``changes`` to what is sent, for the steps inside; it shares this call's
+        trace. A new body or request gets its own token counts."""
+        if ("body" in changes or "request" in changes) and "input_tokens" not in changes:
+            changes["input_tokens"] = {}
+        return dataclasses.replace(self, **changes)
+
+    # The trace, read through the call (its containers are filled in place).
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.trace.details
+
+    @property
+    def savings(self) -> dict[str, Decimal]:
+        return self.trace.savings
+
+    @property
+    def cost_listeners(self) -> list[CostListener]:
+        return self.trace.cost_listeners
+
+    @property
+    def route(self) -> str | None:
+        return self.trace.route
+
+    @property
+    def counterfactual_cost(self) -> Decimal | None:
+        return self.trace.counterfactual_cost
 
 
 @dataclass(slots=True)
@@ -130,6 +175,9 @@ class Result:
     output_text: str | None = None
     """The generated text, kept only when the provider reported no usage and thrifty must count it."""
     error: str | None = None
+    sent: Call | None = None
+    """The call as the dispatcher sent it (after compression, caps, routing): what the record step
+    counts when the provider reported no usage."""
     cache_status: str | None = None
     """How the caches dealt with the call, set on the way out: ``hit`` or ``semantic`` (answered
     from one), ``miss`` (looked up, not found), ``bypass`` (left alone). None: no cache step
@@ -174,7 +222,7 @@ def internal_call(
         started=time.perf_counter() if started is None else started,
         cache_status="internal",
         hints={"route": "internal", "caps": "off", "compress": "off"},
-        details={"purpose": purpose},
+        trace=CallTrace(details={"purpose": purpose}),
     )
 
 
@@ -191,7 +239,7 @@ def instruction_call(
         "temperature": 0,
     }
     call = internal_call(parent, model, body, purpose)
-    call.route = route
+    call.trace.route = route
     call.cost_listeners.append(extra_call_listener(call, saving_key))
     return call
 

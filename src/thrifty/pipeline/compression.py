@@ -189,10 +189,7 @@ class CompressionStep:
             log.warning("compression produced an invalid request (%s); sending the original", problem)
             call.details["compression"] = {"skipped": f"invalid result: {problem}"}
             return await next_step(call)
-        call.body = body
-        call.request = request
-        call.body_size = 0
-        call.input_tokens.clear()
+        call = call.replace(body=body, request=request, body_size=0)
         details = call.details["compression"] = {"tokens_saved": sum(prepared.saved.values()), **prepared.saved}
         details.update(prepared.notes)
         # A long conversation seen for the first time must not wait for its dropped turns' count.
@@ -374,11 +371,11 @@ class OutputCapStep:
                 body, request = call.body, call.request
             else:
                 note["concise"] = True
-                call.input_tokens.clear()
-                call.body_size = 0
         if body is not call.body:
-            call.body = body
-            call.request = request
+            if note.get("concise"):  # another prompt: counted anew
+                call = call.replace(body=body, request=request, body_size=0)
+            else:  # only max_tokens changed: the input's counts hold
+                call = call.replace(body=body, request=request, input_tokens=call.input_tokens)
         if note:
             call.details["output_cap"] = note
         return await next_step(call)

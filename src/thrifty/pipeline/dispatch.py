@@ -155,6 +155,11 @@ class Dispatcher:
         self._stream_timeout = Timeouts(connect=policy.connect_timeout, total=None, read=policy.attempt_timeout)
 
     async def __call__(self, call: Call) -> Result:
+        result = await self._dispatch(call)
+        result.sent = call
+        return result
+
+    async def _dispatch(self, call: Call) -> Result:
         chain = self._fitting(call, self.routes.chain(call.model))
         if isinstance(chain, Result):
             return chain

@@ -47,8 +47,7 @@ class EmbeddingsCacheStep:
     async def __call__(self, call: Call, next_step: Next) -> Result:
         spec = self.spec
         if not spec.enabled or call.cache_directive == "off":
-            call.cache_status = "bypass"
-            return settled(await next_step(call), "bypass")
+            return settled(await next_step(call.replace(cache_status="bypass")), "bypass")
         who = call.attribution
         namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)
         key = exact_key(call.body, _API, call.model, call.cache_version)
@@ -57,7 +56,7 @@ class EmbeddingsCacheStep:
             entry = load_entry(stored)
             if entry is not None and entry.get("api") == _API:
                 return cache_hit_result(call, entry, "hit", "exact_cache", self.prices)
-        call.cache_status = "miss"
+        call = call.replace(cache_status="miss")
         result = settled(await next_step(call), "miss")
         body = result.body
         if result.status == 200 and body is not None and len(body) <= spec.max_entry_bytes:

@@ -95,10 +95,11 @@ class RecordStep:
         # finish_reason chunk; Anthropic's message_delta carries both).
         if usage is not None and (state is None or state.finish_reason is not None):
             return usage, False
-        model = result.priced_as or call.model
-        prompt = usage.input_tokens if usage is not None else call.input_tokens.get(model)
+        sent = result.sent or call  # the request as sent (compressed, capped), not as asked
+        model = result.priced_as or sent.model
+        prompt = usage.input_tokens if usage is not None else sent.input_tokens.get(model)
         if prompt is None:
-            prompt = self.counter.count_request(call.request, model).input_tokens
+            prompt = self.counter.count_request(sent.request, model).input_tokens
         generated = self.counter.count_text(output_text, model).input_tokens if output_text else 0
         base = usage or Usage()
         return Usage(
@@ -169,10 +170,11 @@ class RecordStep:
         if result.stream_state is not None and result.stream_state.finish_reason:
             details["finish_reason"] = result.stream_state.finish_reason
         attribution = call.attribution
-        record_id, call.record_id = call.record_id or new_record_id(), None  # an intent's id: superseded
+        trace = call.trace
+        record_id, trace.record_id = trace.record_id or new_record_id(), None  # an intent's id: superseded
         record = LedgerRecord(
             id=record_id,
-            requested_model=call.request.model,  # call.model is what served (routing may change it)
+            requested_model=call.request.model,  # as asked (an escalated attempt's row has a routed copy)
             ts=call.ts,
             request_id=call.request_id,
             user=attribution.user,

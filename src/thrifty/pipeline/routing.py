@@ -16,7 +16,6 @@ saved, net.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -41,7 +40,7 @@ from thrifty.core.routing.rules import RuleSet
 from thrifty.core.routing.tiers import Choice, TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, instruction_call
+from thrifty.pipeline.call import Call, CallTrace, Next, Result, extra_call_listener, instruction_call
 from thrifty.pipeline.conversions import error_body
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
@@ -193,10 +192,10 @@ class RouterStep:
             )
         if shadow:
             return await self._unrouted(call, next_step, decision)
-        call.model = decision.model
+        routed = call.replace(model=decision.model)
         mark = len(call.cost_listeners)
-        result = await next_step(call)
-        result, decision = await self._escalate(call, next_step, result, decision, facts, ceiling, mark)
+        result = await next_step(routed)
+        result, decision = await self._escalate(routed, next_step, result, decision, facts, ceiling, mark)
         self._annotate(call, decision)
         if decision.served != requested:
             call.cost_listeners.append(self._counterfactual(call, requested))
@@ -219,7 +218,7 @@ class RouterStep:
 
     @staticmethod
     def _annotate(call: Call, decision: Decision) -> None:
-        call.route = decision.describe()
+        call.trace.route = decision.describe()
         call.details["routing"] = decision.as_details()
 
     def _facts(self, call: Call) -> RequestFacts:
@@ -342,7 +341,7 @@ class RouterStep:
             self._record_attempt(call, result, decision, failure, mark)
             escalation = Escalation(choice.model.name, self.tiers.names[choice.model.tier], failure, call.model)
             decision = decision.escalated(escalation)
-            call.model = choice.model.name
+            call = call.replace(model=choice.model.name)
             result = await next_step(call)
             steps += 1
 
@@ -388,15 +387,14 @@ class RouterStep:
         Listeners the steps inside added for this attempt (a budget's reservation) settle with it."""
         inner = call.cost_listeners[mark:]
         del call.cost_listeners[mark:]
-        attempt = dataclasses.replace(
-            call,
-            details={**call.details, "routing": {**decision.as_details(), "failed_check": failure}},
-            route=header_safe(f"{decision.describe()}; failed check: {failure}; escalated"),
-            counterfactual_cost=None,
-            savings={},
-            cost_listeners=[],
+        attempt = call.replace(
+            trace=CallTrace(
+                details={**call.details, "routing": {**decision.as_details(), "failed_check": failure}},
+                route=header_safe(f"{decision.describe()}; failed check: {failure}; escalated"),
+                record_id=call.trace.record_id,
+            )
         )
-        call.record_id = None  # the attempt's row supersedes the first dispatch's intent; the call's, the next
+        call.trace.record_id = None  # the attempt's row supersedes the first dispatch's intent; the call's, the next
         attempt.cost_listeners.append(extra_call_listener(attempt, "routing"))
         attempt.cost_listeners.extend(inner)
         for key in ("attempts", "context_fallback", "translation"):

@@ -102,8 +102,7 @@ class SemanticCacheStep:
         exact = self.cache.exact
         spec = self.cache.semantic
         if bypass_reason(call, exact) is not None:
-            call.cache_status = "bypass"
-            return settled(await next_step(call), "bypass")
+            return settled(await next_step(call.replace(cache_status="bypass")), "bypass")
         raw = call.body.get("messages")
         messages: list[Any] = raw if isinstance(raw, list) else []
         text = compared_text(messages)
@@ -126,9 +125,8 @@ class SemanticCacheStep:
         spent = self._record_embedding(call, found.embedding, hit=hit is not None)
         if hit is not None:
             return self._hit(call, hit, found, spent)
-        call.cache_status = "miss"
         call.details["semantic_cache"] = _miss_details(found, spent)
-        result = settled(await next_step(call), "miss")
+        result = settled(await next_step(call.replace(cache_status="miss")), "miss")
         if result.status != 200 or result.cache_status != "miss" or found.vector is None:
             return result
         entry_id = "s:" + hashlib.sha256(f"{context}\x00{text}".encode()).hexdigest()
@@ -196,7 +194,7 @@ class SemanticCacheStep:
             embedding.cost_listeners.append(lambda cost, _usage: costs.append(cost))
             if hit:
                 # Charged to the hit's saving; with no cache this call would not have happened.
-                embedding.counterfactual_cost = Decimal(0)
+                embedding.trace.counterfactual_cost = Decimal(0)
             else:
                 embedding.cost_listeners.append(extra_call_listener(embedding, "semantic_cache"))
             result = Result(
@@ -224,7 +222,7 @@ def _embedding_call(parent: Call, spend: EmbeddingSpend, estimated: bool) -> Cal
         request=ChatRequest(model=spend.model, messages=()),
         started=time.perf_counter() - spend.seconds,
     )
-    call.route = "semantic cache: embedding the question"
+    call.trace.route = "semantic cache: embedding the question"
     call.details["endpoint"] = "embeddings"
     if estimated:
         call.details["usage_estimated"] = True  # the provider reported no usage: thrifty counted it
