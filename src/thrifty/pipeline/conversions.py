@@ -26,6 +26,7 @@ from thrifty.core.translate.responses import (
 )
 from thrifty.core.translate.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from thrifty.core.usage import Usage, UsageError
+from thrifty.errors import BadUpstreamResponse, error_body
 from thrifty.pipeline.call import Call, ClientAPI, StreamState
 from thrifty.providers.sse import SSEEvent, encode_event
 from thrifty.providers.upstream import WireFormat
@@ -34,10 +35,6 @@ __all__ = ["BadUpstreamResponse", "Conversion", "StreamTranslator", "conversion_
 
 DEFAULT_MAX_TOKENS = 4096
 """Anthropic requires max_tokens; an OpenAI client that set none gets this (or the model's cap)."""
-
-
-class BadUpstreamResponse(Exception):
-    """The provider answered 200 with something that is not a valid response."""
 
 
 class StreamTranslator(Protocol):
@@ -98,13 +95,6 @@ def _anthropic_text(body: dict[str, Any]) -> str:
         elif block.get("type") == "tool_use":
             parts.append(orjson.dumps(block.get("input", {})).decode())
     return "".join(parts)
-
-
-def error_body(client: ClientAPI, status: int, message: str, kind: str, code: str | None = None) -> bytes:
-    """An error in the shape the client's SDK expects."""
-    if client == "anthropic":
-        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-    return orjson.dumps({"error": {"message": message, "type": kind, "code": code or kind, "param": None}})
 
 
 # -- OpenAI client, OpenAI provider -----------------------------------------------------------
