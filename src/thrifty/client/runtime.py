@@ -32,6 +32,7 @@ from thrifty.config.routing import OptimisationSpec
 from thrifty.core.pricing import PriceBook
 from thrifty.core.routing.checks import AnswerCheck
 from thrifty.core.tokens.counter import TokenCounter
+from thrifty.errors import ThriftyClosed
 from thrifty.pipeline import Call, Pipeline, Result
 from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.build import Services, build_embedding_steps, build_steps, retry_policy
@@ -53,10 +54,6 @@ T = TypeVar("T")
 
 _MAX_DISPATCHERS = 16
 """Dispatchers kept per distinct attempt timeout (SDK clients' ``timeout=``); more are made per call."""
-
-
-class ThriftyClosed(RuntimeError):
-    """A call on a ``Thrifty`` after ``close()``."""
 
 
 @dataclass(frozen=True, slots=True)
