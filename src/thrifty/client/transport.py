@@ -14,6 +14,7 @@ import httpx2
 
 from thrifty.client.runtime import InProcessRuntime
 from thrifty.core.pricing import PriceBook, UnknownModelError
+from thrifty.errors import error_response
 from thrifty.gateway.embeddings import embeddings_call
 from thrifty.gateway.intake import (
     Binding,
@@ -26,7 +27,6 @@ from thrifty.gateway.intake import (
 )
 from thrifty.pipeline import Call, Result
 from thrifty.pipeline.call import ClientAPI
-from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.dispatch import Route
 from thrifty.providers.upstream import Upstream
 
@@ -149,8 +149,8 @@ def _prepare(
             return call, route
         call = build_call(directives, body, client, binding, request_id, started)
     except Rejection as rejection:
-        payload = error_body(client, rejection.status, rejection.message, rejection.kind, rejection.code)
-        return _Prepared(rejection.status, payload, [("x-thrifty-request-id", request_id)])
+        status, payload = error_response(rejection, client)
+        return _Prepared(status, payload, [("x-thrifty-request-id", request_id)])
     return call, route_of(call.model)
 
 
