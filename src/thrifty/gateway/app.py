@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from thrifty.errors import error_response
 from thrifty.gateway.access import Exchange
 from thrifty.gateway.auth import presented_secret
 from thrifty.gateway.catalog import Catalog, unknown_route, wants_anthropic_shape
@@ -28,7 +29,6 @@ from thrifty.gateway.intake import (
 )
 from thrifty.gateway.runtime import Runtime
 from thrifty.pipeline.call import Call, ClientAPI, Result
-from thrifty.pipeline.conversions import error_body
 from thrifty.web.asgi import (
     BodyTooLarge,
     BodyTooSlow,
@@ -51,17 +51,6 @@ log = logging.getLogger("thrifty.gateway")
 _T = TypeVar("_T")
 
 _JSON = b"application/json"
-_KINDS_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    408: "invalid_request_error",
-    413: "request_too_large",
-    415: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 class Gateway:
@@ -312,14 +301,11 @@ async def _stream(receive: Receive, send: Send, result: Result, headers: list[tu
 
 
 async def _reject(send: Send, client: ClientAPI, request_id: str, rejection: Rejection) -> None:
-    kind = rejection.kind
-    if kind == "invalid_request_error":
-        kind = _KINDS_BY_STATUS.get(rejection.status, kind)
-    body = error_body(client, rejection.status, rejection.message, kind, rejection.code)
+    status, body = error_response(rejection, client)
     headers = [_id_header(request_id)]
-    if rejection.status in (408, 413):  # the rest of the body is not read: the connection ends here
+    if status in (408, 413):  # the rest of the body is not read: the connection ends here
         headers.append((b"connection", b"close"))
-    await send_response(send, rejection.status, body, headers, _JSON)
+    await send_response(send, status, body, headers, _JSON)
 
 
 def _id_header(request_id: str) -> tuple[bytes, bytes]:
