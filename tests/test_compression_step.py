@@ -58,7 +58,7 @@ def make_call(messages: list[dict[str, Any]]) -> Call:
 def make_step(counter: TextCounter) -> CompressionStep:
     settings = CompressionSettings(history=True, max_turns=2)
     pricer = Pricer(PriceBook(), lambda model: (model, "openai"))
-    return CompressionStep(settings, counter=counter, pricer=pricer, record=lambda c, r: None, priced_as=str)
+    return CompressionStep(settings, counter=counter, pricer=pricer, priced_as=str)
 
 
 USAGE = Usage(input_tokens=40, output_tokens=5)

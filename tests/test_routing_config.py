@@ -112,7 +112,7 @@ def test_the_learned_router_uses_the_embedding_another_step_computed(tmp_path: P
     optimisation = Optimisation.in_process(spec, PriceBook(), TokenCounter(), base_dir=tmp_path, embedders=[shared])
     assert optimisation is not None and optimisation.learned is not None
     assert optimisation.learned.embedder is shared  # the very object the semantic cache would hold
-    (step,) = optimisation.router_steps(lambda call, result: None)
+    (step,) = optimisation.router_steps()
     assert isinstance(step, RouterStep)
 
     async def answer(call: Call) -> Result:

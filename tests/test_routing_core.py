@@ -400,7 +400,20 @@ def make_call(text: str, model: str = "big", **hints: str) -> Call:
     )
 
 
-def router_step(recorded: list[Call], **kwargs: Any) -> RouterStep:
+class Recording:
+    """The router step, noting the calls of the rows it made (``Result.records``: a classifier's
+    call, an escalated attempt) as the record step would record them."""
+
+    def __init__(self, step: RouterStep, recorded: list[Call]) -> None:
+        self.step, self.recorded = step, recorded
+
+    async def __call__(self, call: Call, next_step: Callable[[Call], Any]) -> Result:
+        result = await self.step(call, next_step)
+        self.recorded.extend(row for row, _ in result.records)
+        return result
+
+
+def router_step(recorded: list[Call], **kwargs: Any) -> Recording:
     table = TierTable(
         ["small", "medium", "large"],
         [option("mini", 0, "0.1", "0.4"), option("mid", 1, "1", "4"), option("big", 2, "5", "20")],
@@ -416,11 +429,10 @@ def router_step(recorded: list[Call], **kwargs: Any) -> RouterStep:
         "expected_output_tokens": 100,
         "counter": COUNTER,
         "pricer": Pricer.__new__(Pricer),
-        "record": lambda call, result: recorded.append(call),
         "priced_as": lambda name: "gpt-4o",
     }
     settings.update(kwargs)
-    return RouterStep(**settings)
+    return Recording(RouterStep(**settings), recorded)
 
 
 def answer_with(text: Callable[[Call], str]) -> Callable[[Call], Any]:
@@ -430,7 +442,7 @@ def answer_with(text: Callable[[Call], str]) -> Callable[[Call], Any]:
     return next_step
 
 
-def run(step: RouterStep, call: Call, text: Callable[[Call], str] = lambda c: "fine") -> Result:
+def run(step: Recording, call: Call, text: Callable[[Call], str] = lambda c: "fine") -> Result:
     return asyncio.run(step(call, answer_with(text)))
 
 

@@ -495,9 +495,10 @@ class BudgetStep:
             return held
         if held is None:
             return await next_step(call)
-        call.cost_listeners.append(held.on_cost)
         try:
-            return await next_step(held.call or call)
+            result = await next_step(held.call or call)
         except BaseException:
             held.release()
             raise
+        result.on_priced.append(held.on_cost)  # settles with the row this very attempt ends up in
+        return result

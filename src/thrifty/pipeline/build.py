@@ -51,12 +51,10 @@ def build_steps(services: Services, routes_of: RoutesOf) -> list[Step]:
     if services.semantic is not None:  # after the exact cache: runs on its misses
         from thrifty.pipeline.semantic import SemanticCacheStep  # numpy: only when on
 
-        steps.append(
-            SemanticCacheStep(services.semantic, cache, services.prices, record=record.record, counter=services.counter)
-        )
+        steps.append(SemanticCacheStep(services.semantic, cache, services.prices, counter=services.counter))
     if services.optimisation is not None:
-        steps += services.optimisation.outer_steps(record.record)  # compression, output caps
-        steps += services.optimisation.router_steps(record.record)
+        steps += services.optimisation.outer_steps()  # compression, output caps
+        steps += services.optimisation.router_steps()
     if services.limits is not None:
         steps += services.limits.steps(routes_of)  # budgets, then rate limits: innermost
     return steps

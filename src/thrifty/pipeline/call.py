@@ -184,6 +184,13 @@ class Result:
     has seen it yet (the record step then takes the call's inward decision)."""
     billed: bool = True
     """False when the provider did not bill (it refused the request): cost is a known zero."""
+    on_priced: list[CostListener] = field(default_factory=list)
+    """Told this result's recorded cost and usage: what a step set aside for this very attempt (a
+    budget's reservation) settles with it, whichever row it ends up in."""
+    records: list[tuple[Call, Result]] = field(default_factory=list)
+    """Rows of their own that steps made on the way (a routing classifier's call, a history
+    summary, an escalated attempt, a provider embedding): the record step prices and records each
+    beside the call's own."""
 
 
 Next = Callable[[Call], Awaitable[Result]]

@@ -34,7 +34,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result, instruction_call
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.routing import Pricer, Recorder, openai_text
+from thrifty.pipeline.routing import Pricer, openai_text
 
 __all__ = ["CompressionStep", "OutputCapStep", "SummarySettings", "TextCounter"]
 
@@ -145,14 +145,12 @@ class CompressionStep:
         *,
         counter: TextCounter,
         pricer: Pricer,
-        record: Recorder,
         priced_as: Callable[[str], str],
         summary: SummarySettings | None = None,
     ) -> None:
         self.settings = settings
         self.counter = counter
         self.pricer = pricer
-        self.record = record
         self.priced_as = priced_as
         self.summary = summary
         self._summaries = _SummaryCache(summary.cache_entries if summary is not None else 0)
@@ -160,6 +158,12 @@ class CompressionStep:
     async def __call__(self, call: Call, next_step: Next) -> Result:
         if call.hints.get("compress") == "off":
             return await next_step(call)
+        rows: list[tuple[Call, Result]] = []  # a history summary's call: a row of its own
+        result = await self._compress(call, next_step, rows)
+        result.records.extend(rows)
+        return result
+
+    async def _compress(self, call: Call, next_step: Next, rows: list[tuple[Call, Result]]) -> Result:
         model = self.priced_as(call.model)
         counter = self.counter
 
@@ -175,7 +179,7 @@ class CompressionStep:
             return await next_step(call)
         summary: str | None = None
         if prepared.history is not None and self.summary is not None:
-            summary = await self._summarise(call, prepared, next_step, self.summary)
+            summary = await self._summarise(call, prepared, next_step, self.summary, rows)
         summary_tokens = count_text(summary) if summary else 0
         body = finish(prepared, summary, summary_tokens, count_history=False)
         problem = conversation_problem(body, call.client_api)
@@ -244,7 +248,12 @@ class CompressionStep:
     # -- summaries --------------------------------------------------------------------------
 
     async def _summarise(
-        self, call: Call, prepared: Prepared, next_step: Next, settings: SummarySettings
+        self,
+        call: Call,
+        prepared: Prepared,
+        next_step: Next,
+        settings: SummarySettings,
+        rows: list[tuple[Call, Result]],
     ) -> str | None:
         dropped = prepared.dropped_messages()
         keys = _prefix_keys(dropped, settings, prepared.api)
@@ -269,7 +278,7 @@ class CompressionStep:
                 if base is not None:
                     start = index + 1
                     break
-            text = await self._write_summary(call, base, dropped[start:], next_step, settings)
+            text = await self._write_summary(call, base, dropped[start:], next_step, settings, rows)
             if text:
                 cache.put(final, text)
             prepared.notes["summary"] = "incremental" if base is not None else "new"
@@ -282,7 +291,13 @@ class CompressionStep:
             cache._pending.pop(final, None)
 
     async def _write_summary(
-        self, call: Call, base: str | None, messages: list[Any], next_step: Next, settings: SummarySettings
+        self,
+        call: Call,
+        base: str | None,
+        messages: list[Any],
+        next_step: Next,
+        settings: SummarySettings,
+        rows: list[tuple[Call, Result]],
     ) -> str | None:
         lines = []
         if base:
@@ -306,7 +321,7 @@ class CompressionStep:
         except Exception as error:
             log.warning("history summary failed: %s", error)
             return None
-        self.record(summary_call, result)
+        rows.append((summary_call, result))
         return openai_text(result.body) if result.status == 200 else None
 
 

@@ -31,7 +31,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Step
 from thrifty.pipeline.compression import CompressionStep, OutputCapStep, SummarySettings, TextCounter
 from thrifty.pipeline.dispatch import Routes
-from thrifty.pipeline.routing import ClassifierSettings, LearnedSettings, Pricer, Recorder, RouterStep
+from thrifty.pipeline.routing import ClassifierSettings, LearnedSettings, Pricer, RouterStep
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
     from thrifty.core.routing.embedding import Embedder
@@ -308,11 +308,11 @@ class Optimisation:
             return str(error)
         return None
 
-    def steps(self, record: Recorder) -> list[Step]:
+    def steps(self) -> list[Step]:
         """All of them, in order (for a pipeline with no cache steps between)."""
-        return self.outer_steps(record) + self.router_steps(record)
+        return self.outer_steps() + self.router_steps()
 
-    def outer_steps(self, record: Recorder) -> list[Step]:
+    def outer_steps(self) -> list[Step]:
         """Compression, then output caps (inside the caches: a cached answer needs neither)."""
         steps: list[Step] = []
         spec = self.compression
@@ -337,7 +337,6 @@ class Optimisation:
                     settings,
                     counter=self.text_counter,
                     pricer=self.pricer,
-                    record=record,
                     priced_as=self._priced_as,
                     summary=summary,
                 )
@@ -360,7 +359,7 @@ class Optimisation:
             )
         return steps
 
-    def router_steps(self, record: Recorder) -> list[Step]:
+    def router_steps(self) -> list[Step]:
         spec = self.routing
         if spec is None or self.tiers is None:
             return []
@@ -381,7 +380,6 @@ class Optimisation:
                 expected_output_tokens=spec.expected_output_tokens,
                 counter=self.counter,
                 pricer=self.pricer,
-                record=record,
                 priced_as=self._priced_as,
                 classifier=classifier,
                 learned=self.learned,

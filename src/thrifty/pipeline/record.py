@@ -38,6 +38,7 @@ class RecordStep:
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         result = await next_step(call)
+        self._record_extras(result)
         if result.events is not None:
             result.events = self._recorded_stream(call, result, result.events)
             return result
@@ -48,14 +49,22 @@ class RecordStep:
         self._record(call, result, usage, cost, estimated, status=_status(result), error=result.error)
         return result
 
-    def record(self, call: Call, result: Result, *, status: str | None = None) -> None:
-        """Price and record a result that the pipeline does not return to the client: a call a
-        step made of its own (a routing classifier, a summary), or an answer replaced by another
-        (escalation). A stream must have been read to its end."""
-        state = result.stream_state
-        usage, estimated = self._usage(call, result, "".join(state.output_text) if state else result.output_text)
-        cost = self._cost(call, result, usage)
-        self._record(call, result, usage, cost, estimated, status=status or _status(result), error=result.error)
+    def _record_extras(self, result: Result) -> None:
+        """The rows steps made on the way (``Result.records``): a call a step made of its own (a
+        routing classifier, a summary, an embedding), or an answer replaced by another (an
+        escalated attempt; its stream was read to its end). Recorded now, before the answer
+        goes out; each settles what was set aside for it."""
+        extras, result.records = result.records, []
+        for call, extra in extras:
+            try:
+                self._record_extras(extra)
+                state = extra.stream_state
+                text = "".join(state.output_text) if state else extra.output_text
+                usage, estimated = self._usage(call, extra, text)
+                cost = self._cost(call, extra, usage)
+                self._record(call, extra, usage, cost, estimated, status=_status(extra), error=extra.error)
+            except Exception:  # the answer matters more than this row: say so, answer anyway
+                log.exception("ledger: could not record a row made for call %s", call.request_id)
 
     async def _recorded_stream(self, call: Call, result: Result, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         state = result.stream_state
@@ -156,7 +165,7 @@ class RecordStep:
         error: str | None,
     ) -> None:
         now = time.perf_counter()
-        for listener in call.cost_listeners:  # budgets settle here, with the ledger's own figures
+        for listener in (*call.cost_listeners, *result.on_priced):  # budgets settle here, to the ledger's figures
             try:
                 listener(cost, usage)
             except Exception:

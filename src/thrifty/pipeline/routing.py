@@ -52,15 +52,12 @@ __all__ = [
     "ClassifierSettings",
     "LearnedSettings",
     "Pricer",
-    "Recorder",
     "RouterStep",
 ]
 
 log = logging.getLogger("thrifty.routing")
 
 ROUTE_HEADER = b"x-thrifty-route"
-Recorder = Callable[[Call, Result], None]
-"""Prices and records a result the pipeline will not return (``RecordStep.record``)."""
 
 _WORD = re.compile(r"[a-z0-9_-]+")
 _DIRECTIVES = frozenset({"", "on", "off", "shadow"})
@@ -124,7 +121,6 @@ class RouterStep:
         expected_output_tokens: int,
         counter: TokenCounter,
         pricer: Pricer,
-        record: Recorder,
         priced_as: Callable[[str], str],
         classifier: ClassifierSettings | None = None,
         learned: LearnedSettings | None = None,
@@ -142,7 +138,6 @@ class RouterStep:
         self.expected_output_tokens = expected_output_tokens
         self.counter = counter
         self.pricer = pricer
-        self.record = record
         self.priced_as = priced_as
         self.classifier = classifier
         self.learned = learned
@@ -153,6 +148,12 @@ class RouterStep:
     # -- the step ---------------------------------------------------------------------------
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
+        rows: list[tuple[Call, Result]] = []  # a classifier's call, an escalated attempt: rows of their own
+        result = await self._route(call, next_step, rows)
+        result.records.extend(rows)
+        return result
+
+    async def _route(self, call: Call, next_step: Next, rows: list[tuple[Call, Result]]) -> Result:
         requested = call.model
         directive = call.hints.get("route", "").strip().lower()
         if directive == "internal":  # thrifty's own call (a summary): served as asked, its route kept
@@ -179,7 +180,7 @@ class RouterStep:
             tier, reason = index, "x-thrifty-tier"
             ceiling = max(ceiling, index)
         else:
-            source, tier, reason = await self._policy(call, facts, next_step)
+            source, tier, reason = await self._policy(call, facts, next_step, rows)
         if tier > ceiling:
             tier, reason = ceiling, f"{reason}; capped at the requested model's tier"
         choice = self._choose(facts, tier, ceiling)
@@ -193,9 +194,8 @@ class RouterStep:
         if shadow:
             return await self._unrouted(call, next_step, decision)
         routed = call.replace(model=decision.model)
-        mark = len(call.cost_listeners)
         result = await next_step(routed)
-        result, decision = await self._escalate(routed, next_step, result, decision, facts, ceiling, mark)
+        result, decision = await self._escalate(routed, next_step, result, decision, facts, ceiling, rows)
         self._annotate(call, decision)
         if decision.served != requested:
             call.cost_listeners.append(self._counterfactual(call, requested))
@@ -254,7 +254,9 @@ class RouterStep:
             expected_output=self.expected_output_tokens,
         )
 
-    async def _policy(self, call: Call, facts: RequestFacts, next_step: Next) -> tuple[DecisionSource, int, str]:
+    async def _policy(
+        self, call: Call, facts: RequestFacts, next_step: Next, rows: list[tuple[Call, Result]]
+    ) -> tuple[DecisionSource, int, str]:
         for policy in self.policies:
             if policy == "rules":
                 rule = self.rules.match(facts)
@@ -267,7 +269,7 @@ class RouterStep:
                 tier = self.learned.router.tier(score, self.learned.thresholds, len(self.tiers.names))
                 return "learned", tier, f"score {score:.3f}"
             elif policy == "classifier" and self.classifier is not None:
-                tier, reason = await self._classify(call, facts.text, next_step, self.classifier)
+                tier, reason = await self._classify(call, facts.text, next_step, self.classifier, rows)
                 return "classifier", tier, reason
         return "default", self.default_tier, "no rule matched" if "rules" in self.policies else "default tier"
 
@@ -279,7 +281,9 @@ class RouterStep:
             call.embeddings[embedder.name] = vector
         return learned.router.score(vector, text)
 
-    async def _classify(self, call: Call, text: str, next_step: Next, settings: ClassifierSettings) -> tuple[int, str]:
+    async def _classify(
+        self, call: Call, text: str, next_step: Next, settings: ClassifierSettings, rows: list[tuple[Call, Result]]
+    ) -> tuple[int, str]:
         names = self.tiers.names
         prompt = settings.prompt.replace("{tiers}", ", ".join(names))
         classifier_call = instruction_call(
@@ -297,7 +301,7 @@ class RouterStep:
         except Exception as error:  # a classifier failure must not fail the call
             log.warning("routing classifier failed: %s", error)
             return self.tiers.middle, f"classifier failed ({type(error).__name__}); middle tier"
-        self.record(classifier_call, result)
+        rows.append((classifier_call, result))
         answer = openai_text(result.body) if result.status == 200 else None
         if answer is None:
             return self.tiers.middle, f"classifier answered {result.status}; middle tier"
@@ -321,7 +325,7 @@ class RouterStep:
         decision: Decision,
         facts: RequestFacts,
         ceiling: int,
-        mark: int,
+        rows: list[tuple[Call, Result]],
     ) -> tuple[Result, Decision]:
         if not self.checks:
             return result, decision
@@ -338,7 +342,7 @@ class RouterStep:
             choice = self._choose(facts, current + 1, ceiling)
             if choice is None:
                 return result, decision
-            self._record_attempt(call, result, decision, failure, mark)
+            rows.append((self._attempt(call, decision, failure), result))
             escalation = Escalation(choice.model.name, self.tiers.names[choice.model.tier], failure, call.model)
             decision = decision.escalated(escalation)
             call = call.replace(model=choice.model.name)
@@ -382,11 +386,10 @@ class RouterStep:
                 return result, None
         return result, run_checks(answer, self.checks)
 
-    def _record_attempt(self, call: Call, result: Result, decision: Decision, failure: str, mark: int) -> None:
-        """The failed answer's own ledger row: what the client asked, what served, why it failed.
-        Listeners the steps inside added for this attempt (a budget's reservation) settle with it."""
-        inner = call.cost_listeners[mark:]
-        del call.cost_listeners[mark:]
+    @staticmethod
+    def _attempt(call: Call, decision: Decision, failure: str) -> Call:
+        """The failed answer's own row: what the client asked, what served, why it failed. Its
+        result carries what the steps inside set aside for it (a budget's reservation)."""
         attempt = call.replace(
             trace=CallTrace(
                 details={**call.details, "routing": {**decision.as_details(), "failed_check": failure}},
@@ -396,13 +399,9 @@ class RouterStep:
         )
         call.trace.record_id = None  # the attempt's row supersedes the first dispatch's intent; the call's, the next
         attempt.cost_listeners.append(extra_call_listener(attempt, "routing"))
-        attempt.cost_listeners.extend(inner)
         for key in ("attempts", "context_fallback", "translation"):
             call.details.pop(key, None)
-        try:
-            self.record(attempt, result)
-        except Exception:
-            log.exception("routing: could not record the escalated attempt of %s", call.request_id)
+        return attempt
 
     def _counterfactual(self, call: Call, requested: str) -> Callable[[Cost | None, Usage], None]:
         """What the call would have cost served by the model the client asked for."""

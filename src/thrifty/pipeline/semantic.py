@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -39,7 +38,7 @@ from urllib.parse import urlsplit
 from thrifty.config.cache import CacheSpec
 from thrifty.core.cache_key import exact_key, namespace_for
 from thrifty.core.messages import ChatRequest
-from thrifty.core.pricing import Cost, PriceBook, format_usd
+from thrifty.core.pricing import PriceBook, UnknownModelError, format_usd
 from thrifty.core.routing.features import last_user_text
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
@@ -54,9 +53,6 @@ SIMILARITY_HEADER = b"x-thrifty-cache-similarity"
 EMBEDDING_PURPOSE = "semantic cache embedding"
 
 log = logging.getLogger("thrifty.cache")
-
-Recorder = Callable[[Call, Result], None]
-"""Prices and records a call the pipeline does not return (``RecordStep.record``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +83,12 @@ class SemanticCacheStep:
         cache: CacheSpec,
         prices: PriceBook,
         *,
-        record: Recorder | None = None,
         counter: TokenCounter | None = None,
     ) -> None:
-        """``record`` (the record step's ``record``) writes the rows of a provider embedder's
-        calls; ``counter`` counts a question's tokens when the provider reports no usage."""
+        """``counter`` counts a question's tokens when the provider reports no usage."""
         self.service = service
         self.cache = cache
         self.prices = prices
-        self.record = record
         self._counter = counter
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
@@ -122,11 +115,14 @@ class SemanticCacheStep:
             entry = load_entry(found.entry_raw)
             if entry is not None and entry.get("api") == call.client_api:
                 hit = entry
-        spent = self._record_embedding(call, found.embedding, hit=hit is not None)
+        row, spent = self._embedding_row(call, found.embedding, hit=hit is not None)
         if hit is not None:
-            return self._hit(call, hit, found, spent)
+            answered = self._hit(call, hit, found, spent)
+            answered.records.extend(row)
+            return answered
         call.details["semantic_cache"] = _miss_details(found, spent)
         result = settled(await next_step(call.replace(cache_status="miss")), "miss")
+        result.records.extend(row)
         if result.status != 200 or result.cache_status != "miss" or found.vector is None:
             return result
         entry_id = "s:" + hashlib.sha256(f"{context}\x00{text}".encode()).hexdigest()
@@ -178,10 +174,13 @@ class SemanticCacheStep:
         result.headers.append((SIMILARITY_HEADER, f"{similarity:.4f}".encode()))
         return result
 
-    def _record_embedding(self, parent: Call, spend: EmbeddingSpend | None, *, hit: bool) -> _Spent | None:
-        """Record the provider embedding call a lookup made as a row of its own; what it cost."""
-        if spend is None or self.record is None:
-            return None
+    def _embedding_row(
+        self, parent: Call, spend: EmbeddingSpend | None, *, hit: bool
+    ) -> tuple[list[tuple[Call, Result]], _Spent | None]:
+        """The provider embedding call a lookup made, as a row of its own (for the record step),
+        and what it cost (priced here: the question's own row reports it)."""
+        if spend is None:
+            return [], None
         try:
             estimated = spend.input_tokens is None
             tokens = spend.input_tokens
@@ -189,9 +188,7 @@ class SemanticCacheStep:
                 if self._counter is None:
                     self._counter = TokenCounter()
                 tokens = self._counter.count_text(spend.text, spend.model).input_tokens
-            costs: list[Cost | None] = []
             embedding = _embedding_call(parent, spend, estimated)
-            embedding.cost_listeners.append(lambda cost, _usage: costs.append(cost))
             if hit:
                 # Charged to the hit's saving; with no cache this call would not have happened.
                 embedding.trace.counterfactual_cost = Decimal(0)
@@ -204,12 +201,15 @@ class SemanticCacheStep:
                 priced_as=spend.model,
                 usage=Usage(input_tokens=tokens),
             )
-            self.record(embedding, result)
         except Exception:  # the answer matters more than this row: say so, answer anyway
-            log.exception("semantic cache: could not record the embedding call of %s", parent.request_id)
-            return None
-        cost = costs[0] if costs else None
-        return _Spent(spend.model, tokens, estimated, None if cost is None else cost.total)
+            log.exception("semantic cache: could not make the embedding call's row for %s", parent.request_id)
+            return [], None
+        cost: Decimal | None
+        try:  # as the record step will price its row
+            cost = self.prices.price(Usage(input_tokens=tokens), spend.model, at=embedding.ts).cost.total
+        except UnknownModelError:
+            cost = None  # never taken for $0
+        return [(embedding, result)], _Spent(spend.model, tokens, estimated, cost)
 
 
 def _embedding_call(parent: Call, spend: EmbeddingSpend, estimated: bool) -> Call:
