@@ -8,11 +8,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import Future
-from typing import Literal
+from typing import Any, Literal
 
 import httpx2
+import orjson
 
 from thrifty.client.runtime import InProcessRuntime
+from thrifty.core.messages import RequestError
 from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.errors import error_response
 from thrifty.gateway.embeddings import embeddings_call
@@ -29,15 +31,17 @@ from thrifty.pipeline import Call, Result
 from thrifty.pipeline.call import ClientAPI
 from thrifty.pipeline.dispatch import Route
 from thrifty.providers.upstream import Upstream
+from thrifty.wire.openai_responses import ResponsesStream, chat_to_response, responses_to_chat
 
 __all__ = ["AsyncThriftyTransport", "ThriftyTransport"]
 
 _HOP_HEADERS = frozenset({"host", "content-length", "accept-encoding", "connection", "transfer-encoding"})
-Endpoint = ClientAPI | Literal["embeddings"]
+Endpoint = ClientAPI | Literal["embeddings", "responses"]
 _ENDPOINTS: tuple[tuple[str, Endpoint], ...] = (
     ("/chat/completions", "openai"),
     ("/v1/messages", "anthropic"),
     ("/embeddings", "embeddings"),
+    ("/responses", "responses"),
 )
 
 
@@ -114,7 +118,9 @@ def _prepare(
     endpoint: Endpoint,
     defaults: Mapping[str, str],
     binding: Binding | None,
-) -> tuple[Call, Route] | _Prepared:
+) -> tuple[Call, Route, dict[str, Any] | None] | _Prepared:
+    """The call, its route, and for a Responses API request the body as the SDK sent it (the
+    call is its chat equivalent, sent to the same host's chat completions endpoint)."""
     request_id = new_request_id()
     started = time.perf_counter()
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -124,8 +130,13 @@ def _prepare(
     client: ClientAPI = "anthropic" if endpoint == "anthropic" else "openai"
     upstream_headers = {k: v for k, v in headers.items() if k not in _HOP_HEADERS and not k.startswith("x-thrifty-")}
 
+    url = str(request.url)
+    if endpoint == "responses":  # run as the equivalent chat request, on the same host
+        parsed = request.url
+        url = str(parsed.copy_with(path=parsed.path.removesuffix("/responses") + "/chat/completions"))
+
     def route_of(model: str) -> Route:
-        upstream = _FixedUpstream(str(request.url), client, upstream_headers, runtime.prices, model)
+        upstream = _FixedUpstream(url, client, upstream_headers, runtime.prices, model)
         return Route(
             name=model,
             upstream=upstream,
@@ -146,12 +157,31 @@ def _prepare(
             )
             directive, version = cache_headers(directives)
             call = call.replace(cache_directive=directive, cache_version=version)
-            return call, route
+            return call, route, None
+        original = None
+        if endpoint == "responses":
+            original = body
+            try:
+                body = responses_to_chat(original)
+            except RequestError as error:
+                raise Rejection(400, str(error), code="invalid_request") from None
         call = build_call(directives, body, client, binding, request_id, started)
+        if original is not None:
+            call.details["endpoint"] = "responses"
     except Rejection as rejection:
         status, payload = error_response(rejection, client)
         return _Prepared(status, payload, [("x-thrifty-request-id", request_id)])
-    return call, route_of(call.model)
+    return call, route_of(call.model), original
+
+
+def _as_responses(result: Result, original: dict[str, Any] | None) -> None:
+    """A Responses API request's chat answer, whole or streamed, as the Responses API gives it."""
+    if original is None:
+        return
+    if result.events is not None:
+        result.events = ResponsesStream(original).translate(result.events)
+    elif result.status == 200 and result.body:
+        result.body = orjson.dumps(chat_to_response(orjson.loads(result.body), original))
 
 
 def _response_headers(call: Call, call_model: str, result: Result) -> list[tuple[str, str]]:
@@ -214,8 +244,9 @@ class ThriftyTransport(httpx2.BaseTransport):
         prepared = _prepare(self.runtime, request, client, self.defaults, self.binding)
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
-        call, route = prepared
+        call, route, original = prepared
         result = self.runtime.run(call, route, _attempt_timeout(request), embeddings=client == "embeddings").result()
+        _as_responses(result, original)
         headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)
@@ -246,7 +277,7 @@ class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
         prepared = _prepare(self.runtime, request, client, self.defaults, self.binding)
         if isinstance(prepared, _Prepared):
             return httpx2.Response(prepared.status, headers=prepared.headers, content=prepared.body, request=request)
-        call, route = prepared
+        call, route, original = prepared
         # Shielded: a caller that gives up (asyncio.wait_for, a cancelled task) does not cancel
         # the call, which may already be billed upstream; it goes on and is priced and recorded,
         # as a gateway records a call whose client left before the answer.
@@ -256,6 +287,7 @@ class AsyncThriftyTransport(httpx2.AsyncBaseTransport):
         except asyncio.CancelledError:
             running.add_done_callback(self._abandoned)
             raise
+        _as_responses(result, original)
         headers = _response_headers(call, route.name, result)
         if result.events is None:
             return httpx2.Response(result.status, headers=headers, content=result.body or b"", request=request)

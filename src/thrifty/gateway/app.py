@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import orjson
+
+from thrifty.core.messages import RequestError
 from thrifty.errors import error_response
 from thrifty.gateway.access import Exchange
 from thrifty.gateway.auth import presented_secret
@@ -44,6 +47,7 @@ from thrifty.web.asgi import (
     start_stream,
     stream_chunk,
 )
+from thrifty.wire.openai_responses import ResponsesStream, chat_to_response, responses_to_chat
 
 __all__ = ["Gateway"]
 
@@ -143,6 +147,10 @@ class Gateway:
             if method != "POST":
                 raise Rejection(405, f"{path} takes POST")
             await self._chat(scope, receive, send, client, exchange, binding)
+        elif path == "/v1/responses":
+            if method != "POST":
+                raise Rejection(405, f"{path} takes POST")
+            await self._chat(scope, receive, send, "openai", exchange, binding, responses=True)
         elif path == "/v1/embeddings":
             if method != "POST":
                 raise Rejection(405, f"{path} takes POST")
@@ -190,19 +198,34 @@ class Gateway:
         request_id: str,
         started: float,
         count: bool,
-    ) -> Call:
-        """The call in ``raw``; with ``count``, its input tokens for its model are counted now too
-        (off the loop, for a large body), so the pipeline's steps find them counted."""
+        responses: bool = False,
+    ) -> tuple[Call, dict[str, Any]]:
+        """The call in ``raw`` and the body as the client sent it; with ``count``, its input
+        tokens for its model are counted now too (off the loop, for a large body), so the
+        pipeline's steps find them counted. ``responses``: a Responses API body, run as the
+        equivalent chat request."""
         directives = directives_of(scope["headers"])
-        call = build_call(directives, self._decode(raw), client, binding, request_id, started, len(raw))
+        sent = self._decode(raw)
+        body = sent
+        if responses:
+            try:
+                body = responses_to_chat(sent)
+            except RequestError as error:
+                raise Rejection(400, str(error), code="invalid_request") from None
+            self._check_size(body)
+        call = build_call(directives, body, client, binding, request_id, started, len(raw))
+        if responses:
+            call.details["endpoint"] = "responses"
         route = self.runtime.routes.get(call.model) if count else None
         if route is not None:
             counted = self.runtime.counter.count_request(call.request, route.priced_as)
             call.input_tokens[route.priced_as] = counted.input_tokens
-        return call
+        return call, sent
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
-        body = decode_json(raw)
+        return self._check_size(decode_json(raw))
+
+    def _check_size(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body.get("messages")
         max_messages = self.runtime.config.server.max_messages
         if isinstance(messages, list) and len(messages) > max_messages:
@@ -246,13 +269,16 @@ class Gateway:
         client: ClientAPI,
         exchange: Exchange,
         binding: Binding | None,
+        *,
+        responses: bool = False,
     ) -> None:
         request_id, started = exchange.request_id, exchange.started
         raw = await self._read_body(scope, receive)
+        parse = self._parse_call
         if len(raw) > self.runtime.config.server.offload_bytes:  # decoded, parsed and counted off the loop
-            call = await self._off_loop(self._parse_call, raw, scope, client, binding, request_id, started, True)
+            call, sent = await self._off_loop(parse, raw, scope, client, binding, request_id, started, True, responses)
         else:
-            call = self._parse_call(raw, scope, client, binding, request_id, started, False)
+            call, sent = parse(raw, scope, client, binding, request_id, started, False, responses)
         exchange.model, exchange.attribution, exchange.stream = call.model, call.attribution, call.stream
         call.cost_listeners.append(exchange.cost_listener)
         if self.runtime.routes.get(call.model) is None:
@@ -269,6 +295,11 @@ class Gateway:
             (b"x-thrifty-cache", (result.cache_status or call.cache_status).encode()),
             *result.headers,
         ]
+        if responses:  # the chat answer, whole or streamed, as the Responses API gives it
+            if result.events is not None:
+                result.events = ResponsesStream(sent).translate(result.events)
+            elif result.status == 200 and result.body:
+                result.body = orjson.dumps(chat_to_response(orjson.loads(result.body), sent))
         if result.events is None:
             await send_response(send, result.status, result.body or b"", headers, _JSON)
             return
