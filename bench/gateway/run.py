@@ -101,7 +101,18 @@ def litellm_target(port: int, upstream: str, work: Path) -> Target:
     )
 
 
-TARGETS = {"thrifty": thrifty_target, "passthrough": passthrough_target, "litellm": litellm_target}
+def thrifty_quiet_target(port: int, upstream: str, work: Path) -> Target:
+    """thrifty without its access log (``--no-access-log``): what the one line a request costs."""
+    target = thrifty_target(port, upstream, work / "quiet")
+    return Target("thrifty-quiet", [*target.cmd, "--no-access-log"], target.env, after=target.after)
+
+
+TARGETS = {
+    "thrifty": thrifty_target,
+    "thrifty-quiet": thrifty_quiet_target,
+    "passthrough": passthrough_target,
+    "litellm": litellm_target,
+}
 
 
 def _count_rows(db: Path) -> int | None:
