@@ -147,3 +147,17 @@ def test_serve_with_log_format_json_writes_only_json_lines(tmp_path: Path) -> No
     others = [line for line in stderr.splitlines() if not line.startswith("{")]
     assert all(not line.startswith(("INFO", "WARNING", "ERROR")) for line in others), others
     assert "swordfish" not in stderr
+
+
+def test_no_access_log_means_no_line_and_no_watching(
+    gateway: RunningGateway, client: openai.OpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="thrifty")
+    logging.getLogger("thrifty.access").setLevel(logging.WARNING)  # what --no-access-log sets
+    try:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=ASK, max_tokens=10)
+    finally:
+        logging.getLogger("thrifty.access").setLevel(logging.NOTSET)
+    assert raw.headers["x-thrifty-cost-usd"]
+    gateway.records(1)
+    assert _access(caplog) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +42,8 @@ class Exchange:
     cost_unknown: bool = False
     stream: bool = False
     attribution: Attribution | None = None
+    logged: bool = field(default_factory=lambda: access_log.isEnabledFor(logging.INFO))
+    """Whether the access log is on: off, the request is not watched at all."""
 
     def watching(self, send: Send) -> Send:
         """``send``, noting the response's status and thrifty's own headers as they go out."""
@@ -88,7 +90,7 @@ class Exchange:
         return {name: value for name, value in out.items() if value is not None or name in keep}
 
     def log(self) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
+        if not self.logged:
             return
         fields = self.fields()
         extras = " ".join(

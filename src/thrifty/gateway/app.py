@@ -99,7 +99,8 @@ class Gateway:
             exchange = None
         else:
             exchange = Exchange(request_id, scope["method"], path, started)
-            send = exchange.watching(send)
+            if exchange.logged:  # --no-access-log: nothing watched, nothing to pay for
+                send = exchange.watching(send)
         try:
             if path in ("/healthz", "/health"):
                 keys = self.runtime.keys
@@ -280,7 +281,8 @@ class Gateway:
         else:
             call, sent = parse(raw, scope, client, binding, request_id, started, False, responses)
         exchange.model, exchange.attribution, exchange.stream = call.model, call.attribution, call.stream
-        call.cost_listeners.append(exchange.cost_listener)
+        if exchange.logged:
+            call.cost_listeners.append(exchange.cost_listener)
         if self.runtime.routes.get(call.model) is None:
             known = ", ".join(self.runtime.routes.names())
             raise Rejection(
