@@ -128,7 +128,6 @@ def serving_thread_cost(calls: int = 20_000) -> None:
     """Microseconds a call costs the gateway's serving thread in the ledger: its final row
     (``JournalWriter.submit``), and with write-ahead its intent first (``AttemptLedger.intend``:
     counting the request's input, pricing it, one journal write). Median of 5 runs."""
-    from thrifty.core.openai_shape import parse_openai_request
     from thrifty.core.pricing import PriceBook
     from thrifty.core.tokens.counter import TokenCounter
     from thrifty.pipeline.attempts import AttemptLedger
@@ -136,6 +135,7 @@ def serving_thread_cost(calls: int = 20_000) -> None:
     from thrifty.pipeline.dispatch import Route
     from thrifty.providers.upstream import Upstream
     from thrifty.stores.ledger.journal_writer import JournalWriter
+    from thrifty.wire.openai_chat import parse_openai_request
 
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me about the number 17."}]}
     request = parse_openai_request(body)

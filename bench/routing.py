@@ -35,7 +35,6 @@ import orjson
 
 from _util import fmt_time, per_call_seconds
 from thrifty.core.compression.compress import CompressionSettings, Prepared, finish, history_saving, prepare
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.routing.embedding import Embedder, HashedNgrams
 from thrifty.core.routing.features import RequestFacts
 from thrifty.core.routing.learned import train_router
@@ -45,6 +44,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Attribution, Call, Result
 from thrifty.pipeline.compression import TextCounter
 from thrifty.pipeline.routing import Pricer, RouterStep
+from thrifty.wire.openai_chat import parse_openai_request
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing-outcomes" / "gsm8k.csv"
 ALL = frozenset({"tools", "vision", "json", "streaming"})

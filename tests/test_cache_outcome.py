@@ -13,11 +13,11 @@ import orjson
 import pytest
 
 from thrifty.config.cache import ExactCacheSpec
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.pricing import PriceBook
 from thrifty.pipeline.cache import ExactCacheStep
 from thrifty.pipeline.call import Attribution, Call, Result
 from thrifty.stores.cache import LocalCache
+from thrifty.wire.openai_chat import parse_openai_request
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "temperature": 0}
 ANSWER = orjson.dumps({"id": "x", "object": "chat.completion", "choices": [], "model": "gpt-4o-mini"})

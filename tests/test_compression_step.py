@@ -10,13 +10,13 @@ from typing import Any
 
 from thrifty.core.compression.compress import CompressionSettings
 from thrifty.core.compression.history import MESSAGE_OVERHEAD
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.pricing import PriceBook
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Attribution, Call, Result
 from thrifty.pipeline.compression import CompressionStep, TextCounter
 from thrifty.pipeline.routing import Pricer
+from thrifty.wire.openai_chat import parse_openai_request
 
 
 class WatchedCounter(TextCounter):

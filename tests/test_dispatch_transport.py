@@ -12,12 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Attribution, Call
 from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.providers.transport import MemoryResponse, MemoryTransport, TransportError
 from thrifty.providers.upstream import Upstream
+from thrifty.wire.openai_chat import parse_openai_request
 
 POLICY = RetryPolicy(
     attempts=3, attempt_timeout=5.0, connect_timeout=1.0, backoff_base=0.01, backoff_max=0.05, retry_after_max=2.0

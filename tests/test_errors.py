@@ -130,7 +130,7 @@ def test_the_old_homes_and_the_built_in_bases_are_kept() -> None:
         "thrifty.core.pricing": ("UnknownModelError", LookupError),
         "thrifty.core.usage": ("UsageError", ValueError),
         "thrifty.core.budgets": ("BudgetError", ValueError),
-        "thrifty.core.translate._common": ("ResponseShapeError", ValueError),
+        "thrifty.wire.translate._common": ("ResponseShapeError", ValueError),
         "thrifty.core.routing.learned": ("RouterFileError", ValueError),
         "thrifty.core.routing.outcomes": ("OutcomesError", ValueError),
         "thrifty.core.tokens.encodings": ("EncodingIntegrityError", RuntimeError),

@@ -17,11 +17,11 @@ import pytest
 
 from tests.support.gateway import MODELS, RunningGateway, expected_cost, running_gateway
 from thrifty.core.ledger import LedgerRecord
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.routing.embedding import HashedNgrams
 from thrifty.core.routing.learned import train_router
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.stores.ledger import open_ledger
+from thrifty.wire.openai_chat import parse_openai_request
 
 TIERS = {"small": ["gpt-4o-mini", "claude-haiku-4-5"], "large": ["gpt-4o", "claude-sonnet-4-5"]}
 RULES = [

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.support.gateway import RunningGateway, running_gateway
-from thrifty.core.anthropic_shape import parse_anthropic_request
+from thrifty.wire.anthropic_messages import parse_anthropic_request
 
 MESSAGES = [{"role": "user", "content": "How many tokens is this question, roughly?"}]
 SYSTEM = "You answer in one short sentence."

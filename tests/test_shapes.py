@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from thrifty.core.anthropic_shape import parse_anthropic_request, render_anthropic_request
 from thrifty.core.ledger import LEDGER_COLUMNS, LedgerRecord
 from thrifty.core.messages import RequestError, TextPart, ToolResultPart
-from thrifty.core.openai_shape import parse_openai_request, render_openai_request
+from thrifty.wire.anthropic_messages import parse_anthropic_request, render_anthropic_request
+from thrifty.wire.openai_chat import parse_openai_request, render_openai_request
 
 OPENAI_BODY: dict[str, Any] = {
     "model": "gpt-4o",

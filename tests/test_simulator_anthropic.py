@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import anthropic
 import pytest
 
-from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.simulator import BackgroundSimulator, SimulatorConfig
+from thrifty.wire.anthropic_messages import parse_anthropic_request
 
 MODEL = "claude-sonnet-4-6"  # caches prefixes of 2048 tokens or more
 SMALL_MIN_MODEL = "claude-opus-4-1"  # any other Claude model: 1024

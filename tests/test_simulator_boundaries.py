@@ -1,5 +1,5 @@
 """The simulated upstream's boundaries, read from the source: no import cycle inside it, nothing
-from the product but the wire formats and token counts in ``thrifty.core``, and none of the
+from the product but the wire formats (``thrifty.wire``) and token counts in ``thrifty.core``, and none of the
 product's faces loading it (only ``serve --demo`` and ``thrifty simulate`` do, lazily)."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ PACKAGE = "thrifty.simulator"
 SOURCE = Path(thrifty.simulator.__file__).parent
 
 ALLOWED = (
-    "thrifty.core.anthropic_shape",
+    "thrifty.wire.anthropic_messages",
     "thrifty.core.documents",
     "thrifty.core.messages",
-    "thrifty.core.openai_shape",
+    "thrifty.wire.openai_chat",
     "thrifty.core.tokens",
 )
 """What a stand-in for the providers may take from the product: the parsers of both wire formats,
@@ -132,10 +132,10 @@ BENEATH_CORE = ("thrifty", "thrifty.errors")
 """What ``thrifty.core`` itself stands on: the package and the one exception hierarchy."""
 
 
-def test_the_simulator_loads_nothing_of_the_product_beyond_core() -> None:
+def test_the_simulator_loads_nothing_of_the_product_beyond_core_and_the_wire_formats() -> None:
     loaded = _loaded_after("import thrifty.simulator")
     assert PACKAGE in loaded
-    beyond = [m for m in loaded if m not in BENEATH_CORE and m.split(".")[1] not in ("core", "simulator")]
+    beyond = [m for m in loaded if m not in BENEATH_CORE and m.split(".")[1] not in ("core", "wire", "simulator")]
     assert beyond == []
 
 

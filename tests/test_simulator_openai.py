@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.simulator import BackgroundSimulator, SimulatorConfig
+from thrifty.wire.openai_chat import parse_openai_request
 
 MODEL = "gpt-4o-mini"
 WEATHER = {

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from thrifty.core.any_shape import parse_chat_document
 from thrifty.core.messages import ChatRequest
-from thrifty.core.openai_shape import parse_openai_messages, parse_openai_tools
 from thrifty.core.tokens import encodings as encodings_module
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.tokens.encodings import EncodingIntegrityError, Encodings
 from thrifty.core.tokens.schemes import normalise_model_name, scheme_for
+from thrifty.wire.any_shape import parse_chat_document
+from thrifty.wire.openai_chat import parse_openai_messages, parse_openai_tools
 
 COOKBOOK_MESSAGES = [
     {

@@ -19,7 +19,7 @@ from openai.types.chat import completion_create_params as openai_params
 from pydantic import TypeAdapter
 
 from thrifty.core.messages import RequestError
-from thrifty.core.translate import RequestTranslation, anthropic_to_openai_request, openai_to_anthropic_request
+from thrifty.wire.translate import RequestTranslation, anthropic_to_openai_request, openai_to_anthropic_request
 
 _ANTHROPIC_ADAPTERS: dict[bool, TypeAdapter[Any]] = {
     False: TypeAdapter(anthropic_params.MessageCreateParamsNonStreaming),

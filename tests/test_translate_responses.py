@@ -15,14 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion
 
-from thrifty.core.translate import (
+from thrifty.core.usage import Usage
+from thrifty.wire.translate import (
     ResponseShapeError,
     anthropic_error_to_openai,
     anthropic_to_openai_response,
     openai_error_to_anthropic,
     openai_to_anthropic_response,
 )
-from thrifty.core.usage import Usage
 
 ANTHROPIC_MESSAGE: dict[str, Any] = {
     "id": "msg_01",

@@ -25,8 +25,8 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 from pydantic import TypeAdapter
 
-from thrifty.core.translate import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from thrifty.core.usage import Usage
+from thrifty.wire.translate import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 
 _EVENT = TypeAdapter(RawMessageStreamEvent)
 

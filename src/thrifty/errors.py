@@ -34,7 +34,7 @@ Each class is importable from where it was defined before this module (``Request
 ``LookupError``, ``RuntimeError``) are kept. ``status``, ``kind`` (OpenAI's ``type``, Anthropic's
 ``error.type``) and ``code`` are class attributes; ``error_response`` renders any of them in either
 API's shape, and ``error_body`` is that shape for answers built without an exception. Errors of
-providers themselves (translated between the two shapes) are ``thrifty.core.translate.errors``'.
+providers themselves (translated between the two shapes) are ``thrifty.wire.translate.errors``'.
 """
 
 from __future__ import annotations

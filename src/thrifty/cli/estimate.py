@@ -23,11 +23,11 @@ from thrifty.cli.common import (
     usd,
 )
 from thrifty.cli.tokens import check_known_model
-from thrifty.core.any_shape import parse_chat_document
 from thrifty.core.messages import ChatRequest, RequestError
 from thrifty.core.pricing import PriceBook, UnknownModelError, compute_cost, format_usd
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
+from thrifty.wire.any_shape import parse_chat_document
 
 
 @dataclass(frozen=True, slots=True)

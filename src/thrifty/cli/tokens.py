@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from thrifty.cli.common import CliError, emit_json, json_option, price_book, prices_option, read_input
-from thrifty.core.any_shape import parse_chat_document
 from thrifty.core.messages import RequestError
 from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.core.tokens.counter import TokenCount, TokenCounter
 from thrifty.core.tokens.schemes import normalise_model_name
+from thrifty.wire.any_shape import parse_chat_document
 
 _LABELS = {
     "system": "system prompt",

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.messages import RequestError
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.gateway.intake import Rejection
 from thrifty.pipeline.dispatch import Routes
 from thrifty.web.asgi import Scope, header
+from thrifty.wire.anthropic_messages import parse_anthropic_request
 
 __all__ = ["ROUTES", "Catalog", "unknown_route", "wants_anthropic_shape"]
 

@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 
 from thrifty.core._validate import check_depth, field_at, too_deep_problem
-from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.messages import RequestError
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.errors import Rejection
 from thrifty.pipeline.call import Attribution, Call, ClientAPI
 from thrifty.stores.keys import KeyInfo
+from thrifty.wire.anthropic_messages import parse_anthropic_request
+from thrifty.wire.openai_chat import parse_openai_request
 
 __all__ = [
     "Binding",

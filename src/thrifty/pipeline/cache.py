@@ -15,11 +15,11 @@ import orjson
 from thrifty.config.cache import ExactCacheSpec
 from thrifty.core.cache_key import exact_key, is_sampled, namespace_for
 from thrifty.core.pricing import PriceBook, UnknownModelError
-from thrifty.core.stream_bodies import AnthropicAccumulator, OpenAIAccumulator, anthropic_events, openai_chunks
 from thrifty.core.usage import Usage, UsageError
 from thrifty.pipeline.call import Call, Next, Result, StreamState
 from thrifty.providers.sse import encode_event
 from thrifty.stores.cache import ResponseCache
+from thrifty.wire.stream_bodies import AnthropicAccumulator, OpenAIAccumulator, anthropic_events, openai_chunks
 
 __all__ = [
     "ExactCacheStep",

@@ -11,9 +11,9 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from thrifty.core.messages import ChatRequest
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.pricing.rates import Cost
 from thrifty.core.usage import Usage
+from thrifty.wire.openai_chat import parse_openai_request
 
 __all__ = [
     "Attribution",

@@ -20,21 +20,21 @@ from typing import Any
 
 import orjson
 
-from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.compression.caps import PlanTable, add_instruction, apply_cap
 from thrifty.core.compression.compress import CompressionSettings, Prepared, finish, history_saving, prepare
 from thrifty.core.compression.validity import conversation_problem
 from thrifty.core.compression.whitespace import normalise_whitespace
 from thrifty.core.compression.wire import message_text
 from thrifty.core.messages import ChatRequest, RequestError
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.core.pricing import Cost
 from thrifty.core.routing.decision import header_safe
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result, instruction_call
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.routing import Pricer, openai_text
+from thrifty.pipeline.routing import Pricer
+from thrifty.wire.anthropic_messages import parse_anthropic_request
+from thrifty.wire.openai_chat import first_message_text, parse_openai_request
 
 __all__ = ["CompressionStep", "OutputCapStep", "SummarySettings", "TextCounter"]
 
@@ -322,7 +322,7 @@ class CompressionStep:
             log.warning("history summary failed: %s", error)
             return None
         rows.append((summary_call, result))
-        return openai_text(result.body) if result.status == 200 else None
+        return first_message_text(result.body) if result.status == 200 else None
 
 
 def _prefix_keys(messages: list[Any], settings: SummarySettings, api: str) -> list[str]:

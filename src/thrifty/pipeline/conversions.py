@@ -3,7 +3,7 @@
 When both speak the same format the body goes through untouched but for the model name (and, for
 OpenAI streams, ``stream_options.include_usage``, which the gateway always asks for so that every
 stream is priced from the provider's own usage; the usage chunk reaches the client only if the
-client asked for it). Otherwise the ``core.translate`` functions convert each way.
+client asked for it). Otherwise the ``wire.translate`` functions convert each way.
 """
 
 from __future__ import annotations
@@ -13,23 +13,24 @@ from typing import Any, Protocol
 
 import orjson
 
-from thrifty.core.translate.requests import (
-    RequestTranslation,
-    anthropic_to_openai_request,
-    openai_to_anthropic_request,
-)
-from thrifty.core.translate.responses import (
-    anthropic_error_to_openai,
-    anthropic_to_openai_response,
-    openai_error_to_anthropic,
-    openai_to_anthropic_response,
-)
-from thrifty.core.translate.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from thrifty.core.usage import Usage, UsageError
 from thrifty.errors import BadUpstreamResponse, error_body
 from thrifty.pipeline.call import Call, ClientAPI, StreamState
 from thrifty.providers.sse import SSEEvent, encode_event
 from thrifty.providers.upstream import WireFormat
+from thrifty.wire.openai_chat import chunk_choices, completion_text
+from thrifty.wire.translate.requests import (
+    RequestTranslation,
+    anthropic_to_openai_request,
+    openai_to_anthropic_request,
+)
+from thrifty.wire.translate.responses import (
+    anthropic_error_to_openai,
+    anthropic_to_openai_response,
+    openai_error_to_anthropic,
+    openai_to_anthropic_response,
+)
+from thrifty.wire.translate.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 
 __all__ = ["BadUpstreamResponse", "Conversion", "StreamTranslator", "conversion_for", "error_body"]
 
@@ -76,17 +77,6 @@ def _usage(parse: Any, raw: Any) -> Usage | None:
     return usage
 
 
-def _openai_text(body: dict[str, Any]) -> str:
-    parts = []
-    for choice in body.get("choices") or ():
-        message = choice.get("message") or {}
-        if isinstance(message.get("content"), str):
-            parts.append(message["content"])
-        for call in message.get("tool_calls") or ():
-            parts.append(str((call.get("function") or {}).get("arguments", "")))
-    return "".join(parts)
-
-
 def _anthropic_text(body: dict[str, Any]) -> str:
     parts = []
     for block in body.get("content") or ():
@@ -118,7 +108,7 @@ class _OpenAIStream:
         if "error" in chunk:
             self.state.error = str((chunk.get("error") or {}).get("message", "upstream stream error"))
             return b"data: " + data + b"\n\n"
-        choices = chunk.get("choices") or ()
+        choices = chunk_choices(chunk)
         state = self.state
         for choice in choices:
             delta = choice.get("delta") or {}
@@ -162,7 +152,7 @@ class _OpenAIToOpenAI:
     def response_body(self, raw: bytes, public_model: str) -> tuple[bytes, Usage | None, str]:
         body = _json(raw)
         usage = _usage(Usage.from_openai, body.get("usage"))
-        return raw, usage, _openai_text(body) if usage is None else ""  # the text is counted only without usage
+        return raw, usage, completion_text(body) if usage is None else ""  # the text is counted only without usage
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         return raw
@@ -332,7 +322,7 @@ class _AnthropicClientOpenAIProvider:
             converted = openai_to_anthropic_response(body, model=public_model)
         except ValueError as error:
             raise BadUpstreamResponse(f"the provider's response does not parse: {error}") from None
-        return orjson.dumps(converted), _usage(Usage.from_openai, body.get("usage")), _openai_text(body)
+        return orjson.dumps(converted), _usage(Usage.from_openai, body.get("usage")), completion_text(body)
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         return orjson.dumps(openai_error_to_anthropic(status, _json_or_empty(raw)))

@@ -42,6 +42,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, CallTrace, Next, Result, extra_call_listener, instruction_call
 from thrifty.pipeline.conversions import error_body
+from thrifty.wire.openai_chat import first_message_text
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
     from thrifty.core.routing.embedding import Embedder, Vector
@@ -92,17 +93,6 @@ class LearnedSettings:
     router: LearnedRouter
     embedder: Embedder
     thresholds: tuple[float, ...]
-
-
-def openai_text(body: bytes | None) -> str | None:
-    if not body:
-        return None
-    try:
-        data = orjson.loads(body)
-        content = data["choices"][0]["message"]["content"]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-        return None
-    return content if isinstance(content, str) else None
 
 
 class RouterStep:
@@ -302,7 +292,7 @@ class RouterStep:
             log.warning("routing classifier failed: %s", error)
             return self.tiers.middle, f"classifier failed ({type(error).__name__}); middle tier"
         rows.append((classifier_call, result))
-        answer = openai_text(result.body) if result.status == 200 else None
+        answer = first_message_text(result.body) if result.status == 200 else None
         if answer is None:
             return self.tiers.middle, f"classifier answered {result.status}; middle tier"
         lowered = answer.strip().lower()

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import tiktoken
 
-from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.messages import ChatRequest, Tool
 from thrifty.simulator.common import ApiError, Reply, load_json_object, parse_request, seed_of
 from thrifty.simulator.prompt_cache import AnthropicCacheUsage, anthropic_blocks, anthropic_cache_usage
 from thrifty.simulator.schema_fill import fill_schema
 from thrifty.simulator.text import cut_at_stop
 from thrifty.simulator.tools import mentioned_tool, token_pieces, tool_call_tokens
+from thrifty.wire.anthropic_messages import parse_anthropic_request
 
 if TYPE_CHECKING:
     from thrifty.simulator.state import Simulator

@@ -24,11 +24,11 @@ import orjson
 import tiktoken
 
 from thrifty.core.messages import ChatRequest, Tool
-from thrifty.core.openai_shape import parse_openai_request
 from thrifty.simulator.common import ApiError, Reply, fingerprint, load_json_object, parse_request, seed_of
 from thrifty.simulator.prompt_cache import openai_cached_tokens, openai_canonical_tokens
 from thrifty.simulator.schema_fill import fill_schema
 from thrifty.simulator.tools import mentioned_tool, token_pieces, tool_call_tokens
+from thrifty.wire.openai_chat import parse_openai_request
 
 if TYPE_CHECKING:
     from thrifty.simulator.state import Simulator

@@ -1,3 +1,6 @@
-"""Wire formats the faces speak that the pipeline does not: each module turns its API's requests
-into a call the pipeline runs and the pipeline's answers back into its API's responses and streams.
-"""
+"""Wire formats: one module per API, the only place that knows its shapes. ``openai_chat``
+(Chat Completions), ``anthropic_messages`` (Messages), ``openai_responses`` (the Responses API,
+run as its chat equivalent); ``translate`` converts between the two providers' formats,
+``stream_bodies`` accumulates a stream into a body and replays a body as a stream.
+
+Pure, as ``thrifty.core`` is: it imports only core's request, usage and validation modules."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from thrifty.core.anthropic_shape import parse_anthropic_request
 from thrifty.core.compression.wire import API, tool_call_ids, tool_result_ids
 from thrifty.core.messages import RequestError
-from thrifty.core.openai_shape import parse_openai_request
+from thrifty.wire.anthropic_messages import parse_anthropic_request
+from thrifty.wire.openai_chat import parse_openai_request
 
 __all__ = ["conversation_problem", "request_problem"]
 

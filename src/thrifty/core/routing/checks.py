@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from thrifty.wire.openai_chat import first_choice
+
 __all__ = [
     "BUILTIN_CHECKS",
     "Answer",
@@ -120,10 +122,9 @@ def answer_from_body(
             elif block.get("type") == "tool_use":
                 calls.append(ToolCallView(str(block.get("name", "")), orjson.dumps(block.get("input", {})).decode()))
         return Answer("".join(texts), _finish(data.get("stop_reason")), tool_calls=tuple(calls), **extra)
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    choice = first_choice(data)
+    if choice is None:
         return None
-    choice = choices[0]
     message = choice.get("message") or {}
     content = message.get("content")
     text = content if isinstance(content, str) else ""

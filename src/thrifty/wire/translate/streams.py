@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from thrifty.core.translate._common import (
+from thrifty.wire.translate._common import (
     anthropic_tool_id,
     anthropic_usage_from_openai,
     finish_reason_from_anthropic,
@@ -33,7 +33,7 @@ from thrifty.core.translate._common import (
     stop_reason_from_openai,
     tool_arguments,
 )
-from thrifty.core.translate.errors import anthropic_error_to_openai, openai_error_to_anthropic
+from thrifty.wire.translate.errors import anthropic_error_to_openai, openai_error_to_anthropic
 
 __all__ = ["AnthropicToOpenAIStream", "OpenAIToAnthropicStream"]
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
+
+import orjson
 
 from thrifty.core import _validate as v
 from thrifty.core.messages import (
@@ -22,7 +24,16 @@ from thrifty.core.messages import (
     ToolResultPart,
 )
 
-__all__ = ["parse_openai_messages", "parse_openai_request", "parse_openai_tools", "render_openai_request"]
+__all__ = [
+    "chunk_choices",
+    "completion_text",
+    "first_choice",
+    "first_message_text",
+    "parse_openai_messages",
+    "parse_openai_request",
+    "parse_openai_tools",
+    "render_openai_request",
+]
 
 _ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _KNOWN = frozenset({"model", "messages", "tools", "max_tokens", "max_completion_tokens", "stream", "temperature"})
@@ -289,3 +300,45 @@ def _render_part(part: Part) -> Mapping[str, Any]:
     if isinstance(part, OtherPart):
         return dict(part.data)
     return {"type": "text", "text": part.text}
+
+
+# -- answers: where the Chat Completions response and chunk shapes are read ------------------------
+
+
+def first_choice(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A completion's first choice, or None when it has none (not a response)."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    return choices[0]
+
+
+def chunk_choices(chunk: Mapping[str, Any]) -> Sequence[dict[str, Any]]:
+    """A stream chunk's choices (none in the usage chunk)."""
+    return chunk.get("choices") or ()
+
+
+def completion_text(body: Mapping[str, Any]) -> str:
+    """What a completion generated, every choice's text and tool-call arguments: what thrifty
+    counts when a provider reports no usage."""
+    parts = []
+    for choice in body.get("choices") or ():
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+        for call in message.get("tool_calls") or ():
+            parts.append(str((call.get("function") or {}).get("arguments", "")))
+    return "".join(parts)
+
+
+def first_message_text(raw: bytes | None) -> str | None:
+    """The first choice's message text of a raw completion; None when there is none."""
+    if not raw:
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    choice = first_choice(body) if isinstance(body, dict) else None
+    content = (choice.get("message") or {}).get("content") if choice is not None else None
+    return content if isinstance(content, str) else None

@@ -12,7 +12,7 @@ from typing import Any
 
 from thrifty.core import _validate as v
 from thrifty.core.messages import RequestError
-from thrifty.core.translate._common import Report, data_uri, tool_arguments
+from thrifty.wire.translate._common import Report, data_uri, tool_arguments
 
 __all__ = ["CACHE_NOTE", "anthropic_messages_to_openai"]
 

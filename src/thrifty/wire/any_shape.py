@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from thrifty.core import _validate as v
-from thrifty.core.anthropic_shape import parse_anthropic_messages, parse_anthropic_system, parse_anthropic_tools
 from thrifty.core.messages import ChatRequest, Message, RequestError, Tool
-from thrifty.core.openai_shape import parse_openai_messages, parse_openai_tools
+from thrifty.wire.anthropic_messages import parse_anthropic_messages, parse_anthropic_system, parse_anthropic_tools
+from thrifty.wire.openai_chat import parse_openai_messages, parse_openai_tools
 
 __all__ = ["parse_chat_document"]
 

@@ -48,9 +48,9 @@ from typing import Any
 
 from thrifty.core import _validate as v
 from thrifty.core.messages import RequestError
-from thrifty.core.translate._common import Report
-from thrifty.core.translate._to_anthropic import openai_messages_to_anthropic
-from thrifty.core.translate._to_openai import CACHE_NOTE, anthropic_messages_to_openai
+from thrifty.wire.translate._common import Report
+from thrifty.wire.translate._to_anthropic import openai_messages_to_anthropic
+from thrifty.wire.translate._to_openai import CACHE_NOTE, anthropic_messages_to_openai
 
 __all__ = ["RequestTranslation", "anthropic_to_openai_request", "openai_to_anthropic_request"]
 

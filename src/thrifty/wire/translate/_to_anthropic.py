@@ -13,7 +13,7 @@ from typing import Any
 
 from thrifty.core import _validate as v
 from thrifty.core.messages import RequestError
-from thrifty.core.translate._common import Report, anthropic_tool_id, parse_data_uri, tool_input
+from thrifty.wire.translate._common import Report, anthropic_tool_id, parse_data_uri, tool_input
 
 __all__ = ["openai_messages_to_anthropic"]
 

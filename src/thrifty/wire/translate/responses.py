@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from thrifty.core.translate._common import (
+from thrifty.wire.translate._common import (
     ResponseShapeError,
     anthropic_tool_id,
     anthropic_usage_from_openai,
@@ -26,7 +26,7 @@ from thrifty.core.translate._common import (
     tool_arguments,
     tool_input,
 )
-from thrifty.core.translate.errors import anthropic_error_to_openai, openai_error_to_anthropic
+from thrifty.wire.translate.errors import anthropic_error_to_openai, openai_error_to_anthropic
 
 __all__ = [
     "ResponseShapeError",

@@ -4,15 +4,15 @@ Pure functions and small stateful stream translators: no I/O. The gateway uses t
 client calls a model of one provider through the other provider's API.
 """
 
-from thrifty.core.translate._common import ResponseShapeError
-from thrifty.core.translate.errors import anthropic_error_to_openai, openai_error_to_anthropic
-from thrifty.core.translate.requests import (
+from thrifty.wire.translate._common import ResponseShapeError
+from thrifty.wire.translate.errors import anthropic_error_to_openai, openai_error_to_anthropic
+from thrifty.wire.translate.requests import (
     RequestTranslation,
     anthropic_to_openai_request,
     openai_to_anthropic_request,
 )
-from thrifty.core.translate.responses import anthropic_to_openai_response, openai_to_anthropic_response
-from thrifty.core.translate.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from thrifty.wire.translate.responses import anthropic_to_openai_response, openai_to_anthropic_response
+from thrifty.wire.translate.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 
 __all__ = [
     "AnthropicToOpenAIStream",
