@@ -2,10 +2,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.services import ensure_postgres
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
+
+    from tests.support.gateway import RunningGateway
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +44,31 @@ def simulator_url() -> Iterator[str]:
     server = ServerThread(create_app()).start()
     yield server.url
     server.stop()
+
+
+# The end-to-end tests' usual parts; a module that needs a gateway configured otherwise defines its own.
+
+
+@pytest.fixture
+def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
+    """A gateway with the test models (tests.support.gateway) in front of the simulated upstream."""
+    from tests.support.gateway import running_gateway
+
+    with running_gateway(simulator_url, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def gpt(gateway: RunningGateway) -> openai.OpenAI:
+    """The official OpenAI SDK, pointed at the gateway."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="not-needed", max_retries=0)
+
+
+@pytest.fixture
+def claude(gateway: RunningGateway) -> anthropic.Anthropic:
+    """The official Anthropic SDK, pointed at the gateway."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=gateway.url, api_key="not-needed", max_retries=0)

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 import thrifty
-from tests.support.gateway import RunningGateway, expected_cost, running_gateway
+from tests.support.gateway import RunningGateway, expected_cost
 from thrifty.core.pricing import PriceBook
 from thrifty.core.usage import Usage
 from thrifty.stores.keys import open_keys
@@ -27,12 +27,6 @@ TEXTS = ["the quarterly report is due on Friday", "invoices are paid within thir
 def _upstream_embeddings(simulator_url: str) -> int:
     stats = httpx2.get(f"{simulator_url}/_simulator/stats").json()
     return int(stats["by_path"].get("/v1/embeddings", 0))
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
 
 
 def _client(gateway: RunningGateway, key: str = "x", **headers: str) -> openai.OpenAI:

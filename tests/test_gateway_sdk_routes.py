@@ -3,35 +3,16 @@ Anthropic's shape, Anthropic's token count, and 404s that say what is served."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import anthropic
 import httpx2 as httpx
 import openai
 import pytest
 
-from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.gateway import RunningGateway
 from thrifty.wire.anthropic_messages import parse_anthropic_request
 
 MESSAGES = [{"role": "user", "content": "How many tokens is this question, roughly?"}]
 SYSTEM = "You answer in one short sentence."
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def claude(gateway: RunningGateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key="not-needed", max_retries=0)
-
-
-@pytest.fixture
-def gpt(gateway: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="not-needed", max_retries=0)
 
 
 def test_one_model_is_retrieved_by_both_sdks(

@@ -1,4 +1,4 @@
-"""OpenAI's Responses API (issue 9's done-means): ``client.responses.create``, whole and streamed,
+"""OpenAI's Responses API (issue 9's done-means): ``gpt.responses.create``, whole and streamed,
 through the gateway and through ``thrifty.wrap``, priced and recorded like chat calls; Claude
 models too; what has no chat equivalent is a 400 naming the field."""
 
@@ -13,7 +13,7 @@ import openai
 import pytest
 
 import thrifty
-from tests.support.gateway import RunningGateway, expected_cost, running_gateway
+from tests.support.gateway import RunningGateway, expected_cost
 from thrifty.core.messages import RequestError
 from thrifty.core.usage import Usage
 from thrifty.stores.ledger import open_ledger
@@ -32,17 +32,6 @@ WEATHER = {
 }
 
 
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def client(gateway: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="not-needed", max_retries=0)
-
-
 def _usage(response: Any) -> Usage:
     usage = response.usage
     return Usage(
@@ -54,8 +43,8 @@ def _usage(response: Any) -> Usage:
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5"])
-def test_a_response_is_served_priced_and_recorded(gateway: RunningGateway, client: openai.OpenAI, model: str) -> None:
-    raw = client.responses.with_raw_response.create(
+def test_a_response_is_served_priced_and_recorded(gateway: RunningGateway, gpt: openai.OpenAI, model: str) -> None:
+    raw = gpt.responses.with_raw_response.create(
         model=model, instructions="Answer briefly.", input="Say hello to the gateway.", max_output_tokens=2000
     )
     response = raw.parse()
@@ -70,9 +59,9 @@ def test_a_response_is_served_priced_and_recorded(gateway: RunningGateway, clien
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5"])
 def test_a_streamed_response_ends_with_its_usage_and_is_priced(
-    gateway: RunningGateway, client: openai.OpenAI, model: str
+    gateway: RunningGateway, gpt: openai.OpenAI, model: str
 ) -> None:
-    with client.responses.stream(model=model, input="Tell me about streams.", max_output_tokens=2000) as stream:
+    with gpt.responses.stream(model=model, input="Tell me about streams.", max_output_tokens=2000) as stream:
         deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
         final = stream.get_final_response()
     assert deltas and "".join(deltas) == final.output_text
@@ -82,8 +71,8 @@ def test_a_streamed_response_ends_with_its_usage_and_is_priced(
     assert record.cost is not None and record.cost.total == expected_cost(record.usage, model, record)
 
 
-def test_events_come_in_order_with_sequence_numbers(client: openai.OpenAI) -> None:
-    events = list(client.responses.create(model="gpt-4o-mini", input="Count to three.", stream=True))
+def test_events_come_in_order_with_sequence_numbers(gpt: openai.OpenAI) -> None:
+    events = list(gpt.responses.create(model="gpt-4o-mini", input="Count to three.", stream=True))
     kinds = [event.type for event in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert kinds[-1] == "response.completed"
@@ -92,8 +81,8 @@ def test_events_come_in_order_with_sequence_numbers(client: openai.OpenAI) -> No
         assert needed in kinds
 
 
-def test_function_calls_and_their_outputs(gateway: RunningGateway, client: openai.OpenAI) -> None:
-    first = client.responses.create(
+def test_function_calls_and_their_outputs(gateway: RunningGateway, gpt: openai.OpenAI) -> None:
+    first = gpt.responses.create(
         model="gpt-4o-mini",
         input="What is the weather in Lisbon? Use get_weather.",
         tools=[WEATHER],  # type: ignore[list-item]
@@ -101,7 +90,7 @@ def test_function_calls_and_their_outputs(gateway: RunningGateway, client: opena
     )
     (call,) = [item for item in first.output if item.type == "function_call"]
     assert call.name == "get_weather" and "city" in json.loads(call.arguments)
-    follow_up = client.responses.create(
+    follow_up = gpt.responses.create(
         model="gpt-4o-mini",
         input=[
             {"role": "user", "content": "What is the weather in Lisbon?"},
@@ -114,22 +103,20 @@ def test_function_calls_and_their_outputs(gateway: RunningGateway, client: opena
     assert len(gateway.records(2)) == 2
 
 
-def test_a_truncated_answer_is_incomplete(client: openai.OpenAI) -> None:
-    response = client.responses.create(
-        model="gpt-4o-mini", input="Write a long essay about tides.", max_output_tokens=16
-    )
+def test_a_truncated_answer_is_incomplete(gpt: openai.OpenAI) -> None:
+    response = gpt.responses.create(model="gpt-4o-mini", input="Write a long essay about tides.", max_output_tokens=16)
     assert response.status == "incomplete"
     assert response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
 
 
-def test_json_schema_output(client: openai.OpenAI) -> None:
+def test_json_schema_output(gpt: openai.OpenAI) -> None:
     schema = {
         "type": "object",
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
         "additionalProperties": False,
     }
-    response = client.responses.create(
+    response = gpt.responses.create(
         model="gpt-4o-mini",
         input="A city as JSON.",
         text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}},
@@ -137,10 +124,10 @@ def test_json_schema_output(client: openai.OpenAI) -> None:
     assert "city" in json.loads(response.output_text)
 
 
-def test_an_identical_response_request_hits_the_exact_cache(gateway: RunningGateway, client: openai.OpenAI) -> None:
+def test_an_identical_response_request_hits_the_exact_cache(gateway: RunningGateway, gpt: openai.OpenAI) -> None:
     ask = {"model": "gpt-4o-mini", "input": "What is the capital of France?", "temperature": 0}
-    first = client.responses.with_raw_response.create(**ask)  # type: ignore[call-overload]
-    second = client.responses.with_raw_response.create(**ask)  # type: ignore[call-overload]
+    first = gpt.responses.with_raw_response.create(**ask)  # type: ignore[call-overload]
+    second = gpt.responses.with_raw_response.create(**ask)  # type: ignore[call-overload]
     assert first.headers["x-thrifty-cache"] == "miss" and second.headers["x-thrifty-cache"] == "hit"
     assert second.parse().output_text == first.parse().output_text
     miss, hit = gateway.records(2)
@@ -159,11 +146,11 @@ def test_an_identical_response_request_hits_the_exact_cache(gateway: RunningGate
     ],
 )
 def test_what_has_no_chat_equivalent_is_a_400_naming_the_field(
-    client: openai.OpenAI, extra: dict[str, Any], field: str
+    gpt: openai.OpenAI, extra: dict[str, Any], field: str
 ) -> None:
     arguments: dict[str, Any] = {"model": "gpt-4o-mini", "input": "hi", **extra}
     with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(**arguments)
+        gpt.responses.create(**arguments)
     assert field in str(refused.value)
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 
-from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.gateway import RunningGateway
 from thrifty.core.routing.checks import schema_error
 from thrifty.simulator import BackgroundSimulator
 
@@ -99,12 +98,6 @@ def test_a_bad_output_format_is_a_400_naming_the_field(
     with pytest.raises(anthropic.BadRequestError) as refused:
         claude.messages.create(model="claude-haiku-4-5", max_tokens=50, messages=ASK, extra_body=extra)  # type: ignore[arg-type]
     assert says in str(refused.value)
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
 
 
 def test_response_format_json_schema_to_claude_through_the_gateway_is_json(gateway: RunningGateway) -> None:

@@ -31,7 +31,7 @@ from thrifty.providers.sse import read_events
 from thrifty.providers.transport import Timeouts, Transport, TransportError, UpstreamResponse
 from thrifty.providers.upstream import Upstream
 
-__all__ = ["Dispatcher", "Route", "Routes"]
+__all__ = ["Dispatcher", "Route", "Routes", "answered_by"]
 
 log = logging.getLogger("thrifty.dispatch")
 
@@ -48,6 +48,20 @@ class Route:
     max_output_tokens: int | None
     fallbacks: tuple[str, ...]
     capabilities: frozenset[str]
+
+
+def answered_by(route: Route, **fields: Any) -> Result:
+    """A provider's answer (200) from ``route``: who served it and how it is priced, with
+    ``fields`` (the body or the events, usage, timings)."""
+    return Result(
+        status=200,
+        served_model=route.name,
+        upstream_model=route.upstream_model,
+        provider=route.upstream.name,
+        provider_id=route.upstream.provider_id,
+        priced_as=route.priced_as,
+        **fields,
+    )
 
 
 class Routes:
@@ -352,14 +366,9 @@ class Dispatcher:
             self._lost(call, route, "incomplete", str(error), note)
             return None
         note["ms"] = _ms(began)
-        return Result(
-            status=200,
+        return answered_by(
+            route,
             body=body,
-            served_model=route.name,
-            upstream_model=route.upstream_model,
-            provider=route.upstream.name,
-            provider_id=route.upstream.provider_id,
-            priced_as=route.priced_as,
             usage=usage,
             first_byte_at=first_byte,
             output_text=text if usage is None else None,
@@ -401,14 +410,9 @@ class Dispatcher:
                 note["ms"] = _ms(began)
                 response.close()  # closing (not releasing) stops the provider generating
 
-        return Result(
-            status=200,
+        return answered_by(
+            route,
             events=events(),
-            served_model=route.name,
-            upstream_model=route.upstream_model,
-            provider=route.upstream.name,
-            provider_id=route.upstream.provider_id,
-            priced_as=route.priced_as,
             stream_state=state,
             first_byte_at=time.perf_counter(),
         )

@@ -26,7 +26,7 @@ from thrifty.core.usage import Usage
 from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, settled, ttl_for
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.dispatch import RetryPolicy, Route
+from thrifty.pipeline.dispatch import RetryPolicy, Route, answered_by
 from thrifty.providers.transport import Timeouts, Transport, TransportError
 from thrifty.stores.cache import ResponseCache
 
@@ -137,13 +137,4 @@ class EmbeddingsDispatcher:
         if usage is None:
             usage = Usage(input_tokens=call.input_tokens.get(route.priced_as, 0))
             call.details["usage_estimated"] = True
-        return Result(
-            status=200,
-            body=raw,
-            served_model=route.name,
-            upstream_model=route.upstream_model,
-            provider=route.upstream.name,
-            provider_id=route.upstream.provider_id,
-            priced_as=route.priced_as,
-            usage=usage,
-        )
+        return answered_by(route, body=raw, usage=usage)
