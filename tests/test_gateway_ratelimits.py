@@ -104,3 +104,21 @@ def test_provider_headers_pace_calls_before_the_provider_refuses(
         assert any("provider_pacing_s" in r.details for r in records)
     else:
         assert refused_upstream  # without pacing the provider refuses, and the call is retried
+
+
+def test_embeddings_are_counted_by_the_same_rate_limits_as_chat(simulator_url: str, tmp_path: Path) -> None:
+    """Embeddings go through the pipeline's rate-limit step (issue 9): a user's chat and embedding
+    calls share one requests-per-minute limit, and an embedding past it gets the same 429."""
+    limits = [{"scope": "user", "requests_per_minute": 3}]
+    with limited(simulator_url, tmp_path, limits, max_wait_s=0) as gateway:
+        ann = client(gateway.url, **{"x-thrifty-user": "ann"})
+        ann.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        ann.embeddings.create(model="text-embedding-3-small", input="one")
+        ann.embeddings.create(model="text-embedding-3-small", input="two")
+        with pytest.raises(openai.RateLimitError) as refused:
+            ann.embeddings.create(model="text-embedding-3-small", input="three")
+        body: Any = refused.value.body
+        assert body["code"] == "rate_limit_exceeded" and "user ann may use 3 requests per minute" in body["message"]
+        with pytest.raises(openai.RateLimitError):
+            ann.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=5)  # type: ignore[arg-type]
+        client(gateway.url, **{"x-thrifty-user": "ben"}).embeddings.create(model="text-embedding-3-small", input="x")
