@@ -132,7 +132,7 @@ def serving_thread_cost(calls: int = 20_000) -> None:
     from thrifty.core.tokens.counter import TokenCounter
     from thrifty.pipeline.attempts import AttemptLedger
     from thrifty.pipeline.call import Attribution, Call
-    from thrifty.pipeline.dispatch import Route
+    from thrifty.pipeline.steps.dispatch import Route
     from thrifty.providers.upstream import Upstream
     from thrifty.stores.ledger.journal_writer import JournalWriter
     from thrifty.wire.openai_chat import parse_openai_request

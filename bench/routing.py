@@ -42,8 +42,8 @@ from thrifty.core.routing.rules import Rule, RuleSet
 from thrifty.core.routing.tiers import ModelOption, TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Attribution, Call, Result
-from thrifty.pipeline.compression import TextCounter
-from thrifty.pipeline.routing import Pricer, RouterStep
+from thrifty.pipeline.steps.compression import TextCounter
+from thrifty.pipeline.steps.routing import Pricer, RouterStep
 from thrifty.wire.openai_chat import parse_openai_request
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing-outcomes" / "gsm8k.csv"

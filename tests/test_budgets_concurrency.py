@@ -36,7 +36,7 @@ from tests.support.processes import free_port, thrifty_process, wait_ready
 from thrifty.config.budgets import BudgetsSpec
 from thrifty.core.budgets import Budget, Window, budget_from_doc, usd_to_units
 from thrifty.core.ledger import LedgerRecord
-from thrifty.pipeline.budget_status import budget_status
+from thrifty.pipeline.budgets.status import budget_status
 from thrifty.stores.budgets import open_budget_store
 from thrifty.stores.ledger import open_ledger
 

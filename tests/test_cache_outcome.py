@@ -14,8 +14,8 @@ import pytest
 
 from thrifty.config.cache import ExactCacheSpec
 from thrifty.core.pricing import PriceBook
-from thrifty.pipeline.cache import ExactCacheStep
 from thrifty.pipeline.call import Attribution, Call, Result
+from thrifty.pipeline.steps.cache import ExactCacheStep
 from thrifty.stores.cache import LocalCache
 from thrifty.wire.openai_chat import parse_openai_request
 

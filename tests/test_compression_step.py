@@ -14,8 +14,8 @@ from thrifty.core.pricing import PriceBook
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Attribution, Call, Result
-from thrifty.pipeline.compression import CompressionStep, TextCounter
-from thrifty.pipeline.routing import Pricer
+from thrifty.pipeline.steps.compression import CompressionStep, TextCounter
+from thrifty.pipeline.steps.routing import Pricer
 from thrifty.wire.openai_chat import parse_openai_request
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Attribution, Call
-from thrifty.pipeline.dispatch import Dispatcher, RetryPolicy, Route, Routes
+from thrifty.pipeline.steps.dispatch import Dispatcher, RetryPolicy, Route, Routes
 from thrifty.providers.transport import MemoryResponse, MemoryTransport, TransportError
 from thrifty.providers.upstream import Upstream
 from thrifty.wire.openai_chat import parse_openai_request

@@ -23,7 +23,7 @@ import pytest
 from tests.support.budgets import clear_prefix, redis_namespace, webhook
 from tests.support.gateway import RunningGateway, running_gateway
 from thrifty.core.budgets import units_to_usd
-from thrifty.pipeline.budget_status import budget_status
+from thrifty.pipeline.budgets.status import budget_status
 from thrifty.stores.budgets import open_budget_store
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway."}]

@@ -21,7 +21,7 @@ from thrifty.core.routing.learned import train_router
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Call, Result
 from thrifty.pipeline.optimisation import Optimisation
-from thrifty.pipeline.routing import RouterStep
+from thrifty.pipeline.steps.routing import RouterStep
 
 BASE = """
 providers:

@@ -28,7 +28,7 @@ from thrifty.core.routing.rules import Rule, RuleSet
 from thrifty.core.routing.tiers import ModelOption, TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Attribution, Call, Result
-from thrifty.pipeline.routing import ClassifierSettings, Pricer, RouterStep
+from thrifty.pipeline.steps.routing import ClassifierSettings, Pricer, RouterStep
 
 COUNTER = TokenCounter()
 

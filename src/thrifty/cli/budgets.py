@@ -284,7 +284,7 @@ def show(config_path: Path | None, store_url: str | None, prefix: str | None, as
 
 async def _status(store: Any, extra: list[Any]) -> list[dict[str, Any]]:
     from thrifty.core.budgets import BudgetError, budget_from_doc
-    from thrifty.pipeline.budget_status import budget_status
+    from thrifty.pipeline.budgets.status import budget_status
 
     found = []
     for doc in await store.definitions():

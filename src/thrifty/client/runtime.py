@@ -36,10 +36,10 @@ from thrifty.errors import ThriftyClosed
 from thrifty.pipeline import Call, Pipeline, Result
 from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.build import Services, build_embedding_steps, build_steps, retry_policy
-from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
-from thrifty.pipeline.embeddings import EmbeddingsDispatcher
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
+from thrifty.pipeline.steps.dispatch import Dispatcher, Route, Routes
+from thrifty.pipeline.steps.embeddings import EmbeddingsDispatcher
 from thrifty.providers.transport import AiohttpTransport
 from thrifty.providers.upstream import new_session
 from thrifty.stores.cache import LocalCache

@@ -29,7 +29,7 @@ from thrifty.gateway.intake import (
 )
 from thrifty.pipeline import Call, Result
 from thrifty.pipeline.call import ClientAPI
-from thrifty.pipeline.dispatch import Route
+from thrifty.pipeline.steps.dispatch import Route
 from thrifty.providers.upstream import Upstream
 from thrifty.wire.openai_responses import ResponsesStream, chat_to_response, responses_to_chat
 

@@ -24,7 +24,7 @@ from thrifty.config.files import describe_validation_error
 from thrifty.core.budgets import budget_to_doc
 from thrifty.errors import AuthError, InvalidRequest, NotFound, ThriftyError, error_response
 from thrifty.gateway.runtime import Runtime
-from thrifty.pipeline.budget_status import budget_status
+from thrifty.pipeline.budgets.status import budget_status
 from thrifty.stores.budgets import StoreUnavailable
 from thrifty.web.asgi import BodyTooLarge, Receive, Scope, Send, header, json_response, read_body, send_response
 

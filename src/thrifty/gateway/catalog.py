@@ -15,7 +15,7 @@ from typing import Any
 from thrifty.core.messages import RequestError
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.gateway.intake import Rejection
-from thrifty.pipeline.dispatch import Routes
+from thrifty.pipeline.steps.dispatch import Routes
 from thrifty.web.asgi import Scope, header
 from thrifty.wire.anthropic_messages import parse_anthropic_request
 

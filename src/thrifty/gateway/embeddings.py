@@ -17,7 +17,7 @@ from thrifty.core.pricing import UnknownModelError
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.gateway.intake import Directives, Rejection, cache_headers
 from thrifty.pipeline.call import Attribution, Call, CallTrace
-from thrifty.pipeline.dispatch import Route
+from thrifty.pipeline.steps.dispatch import Route
 
 if TYPE_CHECKING:
     from thrifty.gateway.runtime import Runtime

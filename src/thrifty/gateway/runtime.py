@@ -23,10 +23,10 @@ from thrifty.pipeline import Pipeline
 from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.build import Services, build_embedding_steps, build_steps, retry_policy
 from thrifty.pipeline.call import Step
-from thrifty.pipeline.dispatch import Dispatcher, Route, Routes
-from thrifty.pipeline.embeddings import EmbeddingsDispatcher
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
+from thrifty.pipeline.steps.dispatch import Dispatcher, Route, Routes
+from thrifty.pipeline.steps.embeddings import EmbeddingsDispatcher
 from thrifty.providers.transport import AiohttpTransport
 from thrifty.providers.upstream import Upstream, new_session
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache

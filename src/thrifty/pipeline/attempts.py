@@ -23,10 +23,10 @@ from thrifty.core.pricing import Cost, PriceBook, UnknownModelError
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call
-from thrifty.pipeline.record import RecordSink
+from thrifty.pipeline.steps.record import RecordSink
 
 if TYPE_CHECKING:
-    from thrifty.pipeline.dispatch import Route
+    from thrifty.pipeline.steps.dispatch import Route
 
 __all__ = ["AttemptLedger", "IntentSink"]
 

@@ -10,14 +10,14 @@ from thrifty.config.cache import CacheSpec
 from thrifty.config.gateway import RetrySpec
 from thrifty.core.pricing import PriceBook
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.pipeline.budget_estimate import RoutesOf
-from thrifty.pipeline.cache import ExactCacheStep
+from thrifty.pipeline.budgets.estimate import RoutesOf
 from thrifty.pipeline.call import Step
-from thrifty.pipeline.dispatch import RetryPolicy
-from thrifty.pipeline.embeddings import EmbeddingsCacheStep
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
-from thrifty.pipeline.record import RecordSink, RecordStep
+from thrifty.pipeline.steps.cache import ExactCacheStep
+from thrifty.pipeline.steps.dispatch import RetryPolicy
+from thrifty.pipeline.steps.embeddings import EmbeddingsCacheStep
+from thrifty.pipeline.steps.record import RecordSink, RecordStep
 from thrifty.stores.cache import ResponseCache
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def build_steps(services: Services, routes_of: RoutesOf) -> list[Step]:
     if cache.exact.enabled and services.response_cache is not None:
         steps.append(ExactCacheStep(services.response_cache, cache.exact, services.prices))
     if services.semantic is not None:  # after the exact cache: runs on its misses
-        from thrifty.pipeline.semantic import SemanticCacheStep  # numpy: only when on
+        from thrifty.pipeline.steps.semantic import SemanticCacheStep  # numpy: only when on
 
         steps.append(SemanticCacheStep(services.semantic, cache, services.prices, counter=services.counter))
     if services.optimisation is not None:

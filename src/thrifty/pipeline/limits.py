@@ -11,9 +11,10 @@ from thrifty.config.budgets import AdminSpec, BudgetsSpec, PlansSpec, RateLimits
 from thrifty.core.pricing import PriceBook
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.alerts import AlertSender
-from thrifty.pipeline.budget import BudgetEngine, BudgetStep, RoutesOf
+from thrifty.pipeline.budgets.engine import BudgetEngine, RoutesOf
+from thrifty.pipeline.budgets.step import BudgetStep
 from thrifty.pipeline.call import Step
-from thrifty.pipeline.ratelimit import ProviderPacer, RateLimiter, RateLimitStep
+from thrifty.pipeline.steps.ratelimit import ProviderPacer, RateLimiter, RateLimitStep
 from thrifty.stores.budgets import BudgetStore, open_budget_store
 
 __all__ = ["Limits"]

@@ -29,9 +29,9 @@ from thrifty.core.routing.rules import Rule, RuleSet
 from thrifty.core.routing.tiers import ModelOption, TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Step
-from thrifty.pipeline.compression import CompressionStep, OutputCapStep, SummarySettings, TextCounter
-from thrifty.pipeline.dispatch import Routes
-from thrifty.pipeline.routing import ClassifierSettings, LearnedSettings, Pricer, RouterStep
+from thrifty.pipeline.steps.compression import CompressionStep, OutputCapStep, SummarySettings, TextCounter
+from thrifty.pipeline.steps.dispatch import Routes
+from thrifty.pipeline.steps.routing import ClassifierSettings, LearnedSettings, Pricer, RouterStep
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
     from thrifty.core.routing.embedding import Embedder

@@ -1,7 +1,7 @@
 """Compression: fewer tokens in (retrieved-context pruning, whitespace, history) and out (caps).
 
 Pure logic over the wire request bodies, no I/O; the pipeline steps are in
-``thrifty.pipeline.compression``.
+``thrifty.pipeline.steps.compression``.
 """
 
 from __future__ import annotations

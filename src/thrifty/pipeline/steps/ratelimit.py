@@ -22,10 +22,10 @@ from typing import Any
 
 from thrifty.core.budgets import RateLimit
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.pipeline.budget_estimate import RoutesOf, estimate, subject_of
+from thrifty.pipeline.budgets.estimate import RoutesOf, estimate, subject_of
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.dispatch import Route
+from thrifty.pipeline.steps.dispatch import Route
 from thrifty.stores.budgets import BudgetStore, RateLine, StoreUnavailable
 from thrifty.stores.budgets.base import SEP
 

@@ -42,8 +42,15 @@ from thrifty.core.pricing import PriceBook, UnknownModelError, format_usd
 from thrifty.core.routing.features import last_user_text
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
-from thrifty.pipeline.cache import bypass_reason, cache_hit_result, encode_entry, load_entry, settled, stored_stream
 from thrifty.pipeline.call import Call, Next, Result, extra_call_listener, internal_call
+from thrifty.pipeline.steps.cache import (
+    bypass_reason,
+    cache_hit_result,
+    encode_entry,
+    load_entry,
+    settled,
+    stored_stream,
+)
 from thrifty.semantic.matcher import compared_text, context_key
 from thrifty.semantic.service import EmbeddingSpend, Lookup, SemanticService, Vector
 

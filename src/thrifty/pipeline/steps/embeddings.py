@@ -23,10 +23,10 @@ from thrifty.core.cache_key import exact_key, namespace_for
 from thrifty.core.pricing import PriceBook
 from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
 from thrifty.core.usage import Usage
-from thrifty.pipeline.cache import cache_hit_result, encode_entry, load_entry, settled, ttl_for
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.dispatch import RetryPolicy, Route, answered_by
+from thrifty.pipeline.steps.cache import cache_hit_result, encode_entry, load_entry, settled, ttl_for
+from thrifty.pipeline.steps.dispatch import RetryPolicy, Route, answered_by
 from thrifty.providers.transport import Timeouts, Transport, TransportError
 from thrifty.stores.cache import ResponseCache
 

@@ -32,7 +32,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result, instruction_call
 from thrifty.pipeline.conversions import error_body
-from thrifty.pipeline.routing import Pricer
+from thrifty.pipeline.steps.routing import Pricer
 from thrifty.wire.anthropic_messages import parse_anthropic_request
 from thrifty.wire.openai_chat import first_message_text, parse_openai_request
 

@@ -35,14 +35,14 @@ from thrifty.core.pricing import Cost, PriceBook, format_usd
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.alerts import AlertSender
-from thrifty.pipeline.budget_estimate import Estimate, RoutesOf, estimate, subject_of
-from thrifty.pipeline.budget_refusal import refused, refused_message
-from thrifty.pipeline.call import Call, Next, Result
+from thrifty.pipeline.budgets.estimate import Estimate, RoutesOf, estimate, subject_of
+from thrifty.pipeline.budgets.refusal import refused, refused_message
+from thrifty.pipeline.call import Call, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.stores.budgets import BudgetStore, Line, Refusal, StoreUnavailable, line_key
 from thrifty.stores.budgets.base import SEP
 
-__all__ = ["BudgetEngine", "BudgetStep", "RoutesOf", "estimate"]
+__all__ = ["BudgetEngine", "RoutesOf", "estimate"]
 
 log = logging.getLogger("thrifty.budgets")
 
@@ -470,35 +470,3 @@ def line_for(budget: Budget, subject: str, period: Period, amount: int, now: dat
 
 def amount_json(unit: str, units: int) -> str | int:
     return format_usd(units_to_usd(units)) if unit == "usd" else units
-
-
-class BudgetStep:
-    """Plans, then budgets: reserve before the call goes on, settle when its cost is known."""
-
-    def __init__(self, engine: BudgetEngine, routes_of: RoutesOf) -> None:
-        self.engine = engine
-        self.routes_of = routes_of
-
-    async def __call__(self, call: Call, next_step: Next) -> Result:
-        engine = self.engine
-        plan = engine.plan_for(call)
-        if plan is not None:
-            applied = engine.apply_plan(call, *plan)
-            if isinstance(applied, Result):
-                return applied
-            call = applied
-        pairs = engine.covering(call, plan[0] if plan is not None else None)
-        if not pairs:
-            return await next_step(call)
-        held = await engine.reserve(call, pairs, self.routes_of)
-        if isinstance(held, Result):
-            return held
-        if held is None:
-            return await next_step(call)
-        try:
-            result = await next_step(held.call or call)
-        except BaseException:
-            held.release()
-            raise
-        result.on_priced.append(held.on_cost)  # settles with the row this very attempt ends up in
-        return result

@@ -11,7 +11,7 @@ from thrifty.core.budgets import Subject, max_call_cost, max_output_tokens
 from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Call
-from thrifty.pipeline.dispatch import Route
+from thrifty.pipeline.steps.dispatch import Route
 
 __all__ = ["Estimate", "RoutesOf", "count_input", "estimate", "subject_of"]
 

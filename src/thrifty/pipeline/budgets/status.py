@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from thrifty.core.budgets import Budget, Period
-from thrifty.pipeline.budget import amount_json, line_for
+from thrifty.pipeline.budgets.engine import amount_json, line_for
 from thrifty.stores.budgets import BudgetStore
 
 __all__ = ["BudgetStatus", "budget_status"]
