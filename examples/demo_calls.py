@@ -61,3 +61,12 @@ print(f"  ... the same again: read {usage.cache_read_input_tokens} cached tokens
 with claude.messages.stream(model="gpt-4o", max_tokens=40, messages=question) as streamed:
     final = streamed.get_final_message()
 print(f"anthropic SDK -> gpt-4o, streamed and translated: {final.usage.output_tokens} output tokens")
+
+raw = gpt.responses.with_raw_response.create(
+    model="claude-haiku-4-5", input="In one sentence: why do LLM bills grow?", max_output_tokens=40
+)
+response = raw.parse()
+print(
+    f"openai SDK, Responses API -> claude-haiku-4-5: {response.usage.input_tokens} in, "  # type: ignore[union-attr]
+    f"{response.usage.output_tokens} out, cost ${raw.headers['x-thrifty-cost-usd']}"  # type: ignore[union-attr]
+)
