@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import openai
 import pytest
 
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.processes import wait_ready
+from tests.test_cli_gateway import free_port
 from thrifty.web.logfmt import JsonFormatter
 
 SECRET_PROMPT = "the launch code is swordfish-4471"
@@ -113,32 +114,21 @@ def test_json_lines_carry_the_access_fields_at_the_top_level(
     assert line["ts"].endswith("+00:00")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_with_log_format_json_writes_only_json_lines(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "THRIFTY_HOME": str(tmp_path / "home"), "THRIFTY_LOG_FORMAT": "json"}
     command = [sys.executable, "-m", "thrifty.cli.main", "serve", "--demo", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx2.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.2)
-        demo = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="demo", max_retries=0)
-        demo.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=10)
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=env, stderr=output)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", process, log)
+            demo = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="demo", max_retries=0)
+            demo.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=10)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    stderr = log.read_text()
     logged = [line for line in stderr.splitlines() if line.startswith("{")]
     parsed = [json.loads(line) for line in logged]
     access = [p for p in parsed if p["logger"] == "thrifty.access"]
