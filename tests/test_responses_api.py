@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -207,3 +208,38 @@ def test_responses_in_process_are_priced_and_recorded(
     assert first.usage == _usage(whole) and second.usage == _usage(final) and second.stream
     assert first.feature == "agent" and first.details["endpoint"] == "responses"
     assert first.cost is not None and first.cost.total > 0
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5"])
+def test_a_streamed_function_call_arrives_whole(gpt: openai.OpenAI, model: str) -> None:
+    with gpt.responses.stream(
+        model=model,
+        input="What is the weather in Lisbon? Use get_weather.",
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "function", "name": "get_weather"},
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    (call,) = [item for item in final.output if item.type == "function_call"]
+    assert call.name == "get_weather" and "city" in json.loads(call.arguments)
+    assert "response.function_call_arguments.delta" in kinds and "response.function_call_arguments.done" in kinds
+
+
+def test_a_client_leaving_a_responses_stream_stops_the_upstream_and_is_priced(gateway: RunningGateway) -> None:
+    httpx2.post(f"{gateway.simulator_url}/_simulator/faults", json={"model": "gpt-4o", "fault": "chunk-delay=30"})
+    body = {"model": "gpt-4o", "input": "Tell me a long story.", "max_output_tokens": 300, "stream": True}
+    try:
+        with httpx2.stream("POST", f"{gateway.url}/v1/responses", json=body, timeout=10) as response:
+            assert response.status_code == 200
+            deltas = 0
+            for line in response.iter_lines():
+                if line.startswith("event: response.output_text.delta"):
+                    deltas += 1
+                if deltas == 5:
+                    break  # leave mid-stream
+        (record,) = gateway.records(1)
+    finally:
+        httpx2.delete(f"{gateway.simulator_url}/_simulator/faults")
+    assert record.status == "client_disconnected" and record.details["endpoint"] == "responses"
+    assert 1 <= record.usage.output_tokens < 300  # the rest was never generated nor billed
+    assert record.cost is not None and record.cost.total > 0
