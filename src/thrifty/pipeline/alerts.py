@@ -17,6 +17,8 @@ import orjson
 from thrifty.core.ledger import LedgerRecord
 from thrifty.core.pricing.rates import Cost
 from thrifty.core.redact import url_origin
+from thrifty.providers.retrying import post_retrying
+from thrifty.providers.transport import AiohttpTransport, Timeouts
 
 __all__ = ["ALERT_STATUS", "AlertSender", "describe_alert"]
 
@@ -58,9 +60,9 @@ class AlertSender:
         self.webhook_url = webhook_url
         self.webhook_headers = {"content-type": "application/json", **(webhook_headers or {})}
         self.attempts = attempts
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeouts = Timeouts(connect=min(timeout_s, 5.0), total=timeout_s)
         self.backoff_s = backoff_s
-        self._session: aiohttp.ClientSession | None = None
+        self._transport: AiohttpTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent: list[dict[str, Any]] = []
         """The events sent by this process, newest last (bounded)."""
@@ -97,31 +99,26 @@ class AlertSender:
 
     async def _post(self, event: dict[str, Any]) -> None:
         assert self.webhook_url is not None
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        payload = orjson.dumps(event)
-        for attempt in range(self.attempts):
-            try:
-                async with self._session.post(
-                    self.webhook_url, data=payload, headers=self.webhook_headers, timeout=self.timeout
-                ) as response:
-                    if response.status < 300:
-                        return
-                    retryable = response.status == 429 or response.status >= 500
-                    why = f"answered {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as error:
-                retryable, why = True, f"{type(error).__name__}: {error}"
-            if not retryable or attempt + 1 == self.attempts:
-                where = url_origin(self.webhook_url)  # a webhook's path is often its secret
-                log.error("budget alert webhook %s: %s; giving up on event %s", where, why, event["id"])
-                return
-            await asyncio.sleep(self.backoff_s * (2**attempt))
+        if self._transport is None:
+            self._transport = AiohttpTransport(aiohttp.ClientSession())
+        outcome = await post_retrying(
+            self._transport,
+            self.webhook_url,
+            orjson.dumps(event),
+            self.webhook_headers,
+            self.timeouts,
+            attempts=self.attempts,
+            backoff=lambda attempt: self.backoff_s * (2**attempt),
+        )
+        if outcome.problem is not None:
+            where = url_origin(self.webhook_url)  # a webhook's path is often its secret
+            log.error("budget alert webhook %s: %s; giving up on event %s", where, outcome.problem, event["id"])
 
     async def close(self, timeout: float = 10.0) -> None:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
-        if self._session is not None:
-            await self._session.close()
+        if self._transport is not None:
+            await self._transport.close()
 
 
 def now_iso() -> str:

@@ -9,25 +9,23 @@ would get nonsense, silently.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
 from thrifty.config.cache import ExactCacheSpec
 from thrifty.core.cache_key import exact_key, namespace_for
 from thrifty.core.pricing import PriceBook
-from thrifty.core.retry import backoff_delay, is_retryable, provider_wait
+from thrifty.core.retry import backoff_delay
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result
 from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.steps.cache import cache_hit_result, encode_entry, load_entry, settled, ttl_for
 from thrifty.pipeline.steps.dispatch import RetryPolicy, Route, answered_by
-from thrifty.providers.transport import Timeouts, Transport, TransportError
+from thrifty.providers.retrying import post_retrying
+from thrifty.providers.transport import Timeouts, Transport
 from thrifty.stores.cache import ResponseCache
 
 __all__ = ["EmbeddingsCacheStep", "EmbeddingsDispatcher"]
@@ -85,39 +83,36 @@ class EmbeddingsDispatcher:
         route = self.routes_of(call.model)[0]
         payload = orjson.dumps({**call.body, "model": route.upstream_model})
         url = route.upstream.embeddings_url(route.upstream_model)
-        attempts: list[dict[str, Any]] = []
-        call.details["attempts"] = attempts
-        status, raw, problem = 502, b"", ""
-        for attempt in range(self.policy.attempts):
-            began = time.perf_counter()
-            wait: float | None = None
-            try:
-                response = await self.transport.post(url, payload, route.upstream.headers(), self._timeouts)
-                status, raw = response.status, await response.read()
-                wait = provider_wait({k.lower(): v for k, v in response.headers.items()})
-                problem = f"{route.name}: upstream answered {status}"
-            except TransportError as error:
-                status, raw = 502, b""
-                problem = f"{route.name}: upstream unreachable: {error}"
-            attempts.append({"model": route.name, "status": status, "ms": round((time.perf_counter() - began) * 1000)})
-            if status == 200:
-                return self._answer(call, route, raw)
-            if not is_retryable(status) or attempt + 1 == self.policy.attempts:
-                break
-            delay = wait if wait is not None else self._backoff(attempt)
-            attempts[-1]["retry_in_s"] = round(delay, 3)
+        retries = self.policy.attempts - 1
+
+        def say_retry(problem: str, attempt: int, pause: float) -> None:
             log.warning(
-                "call %s: %s; retry %d of %d in %.2f s",
+                "call %s: %s: upstream %s; retry %d of %d in %.2f s",
                 call.request_id,
+                route.name,
                 problem,
-                attempt + 1,
-                self.policy.attempts - 1,
-                delay,
+                attempt,
+                retries,
+                pause,
             )
-            await asyncio.sleep(delay)
-        log.warning("call %s: %s; answering %d", call.request_id, problem, status)
-        body = raw or error_body("openai", status, problem, "api_error")
-        return Result(status=status, body=body, error=problem, billed=False, served_model=route.name)
+
+        outcome = await post_retrying(
+            self.transport,
+            url,
+            payload,
+            route.upstream.headers(),
+            self._timeouts,
+            attempts=self.policy.attempts,
+            backoff=self._backoff,
+            on_retry=say_retry,
+        )
+        call.details["attempts"] = [{"model": route.name, **note} for note in outcome.attempts]
+        if outcome.problem is None:
+            return self._answer(call, route, outcome.body)
+        problem = f"{route.name}: upstream {outcome.problem}"
+        log.warning("call %s: %s; answering %d", call.request_id, problem, outcome.status)
+        body = outcome.body or error_body("openai", outcome.status, problem, "api_error")
+        return Result(status=outcome.status, body=body, error=problem, billed=False, served_model=route.name)
 
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(attempt, self.policy.backoff_base, self.policy.backoff_max, self.random)
