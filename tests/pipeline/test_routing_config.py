@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.test_routing_core import make_call, openai_body
+from tests.core.test_routing_core import make_call, openai_body
 from thrifty.cli.main import main
 from thrifty.config.routing import load_optimisation_spec
 from thrifty.core.pricing import PriceBook

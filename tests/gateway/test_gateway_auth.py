@@ -17,8 +17,8 @@ import httpx2
 import openai
 import pytest
 
+from tests.cli.test_cli_gateway import free_port
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.test_cli_gateway import free_port
 from thrifty.gateway.auth import KeyCache, is_loopback
 from thrifty.stores.keys import KeyStore, open_keys
 

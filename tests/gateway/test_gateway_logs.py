@@ -19,9 +19,9 @@ import httpx2
 import openai
 import pytest
 
+from tests.cli.test_cli_gateway import free_port
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import wait_ready
-from tests.test_cli_gateway import free_port
 from thrifty.web.logfmt import JsonFormatter
 
 SECRET_PROMPT = "the launch code is swordfish-4471"

@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.test_gateway_budgets import budgeted, calls, gpt, settled
+from tests.gateway.test_gateway_budgets import budgeted, calls, gpt, settled
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
 LONG_INPUT = " ".join(f"word{n}" for n in range(600))  # 1,200 tokens: $0.000024 on text-embedding-3-small

@@ -9,9 +9,9 @@ import anthropic
 import openai
 import pytest
 
+from tests.cli.test_cli_gateway import free_port
+from tests.gateway.test_gateway_auth import _banner
 from tests.support.gateway import running_gateway
-from tests.test_cli_gateway import free_port
-from tests.test_gateway_auth import _banner
 from thrifty.cli.main import main
 
 HELLO = [{"role": "user", "content": "hi"}]

@@ -24,8 +24,8 @@ import openai
 import pytest
 import yaml
 
+from tests.cli.test_cli_gateway import free_port
 from tests.support.processes import wait_ready
-from tests.test_cli_gateway import free_port
 from thrifty.core.redact import redact_text, redact_url, url_origin, url_secrets
 from thrifty.stores.keys import open_keys
 

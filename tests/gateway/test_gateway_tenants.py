@@ -13,8 +13,8 @@ import anthropic
 import openai
 import pytest
 
+from tests.gateway.test_gateway_budgets import calls, settled
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.test_gateway_budgets import calls, settled
 from thrifty.stores.keys import open_keys
 
 QUESTION = [{"role": "user", "content": "How do I enable dark mode in the settings?"}]

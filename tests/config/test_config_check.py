@@ -14,7 +14,7 @@ import pytest
 
 from thrifty.cli.main import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EIGHT_ERRORS = """
 server: {prot: 4000}                           # 1. a misspelt key
