@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -53,12 +53,27 @@ class _DecimalSum:
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Several processes (or threads) opening a new file at once race to switch it to WAL, and
+    # SQLite answers that race "database is locked" at once, without waiting on the busy timeout.
+    _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.create_aggregate("decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]  # typeshed wants int values
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _retry_locked(step: Callable[[], object], attempts: int = 8) -> None:
+    """``step``, again after a pause while SQLite says "database is locked" (about 6 s in all):
+    for the steps its busy timeout does not cover, which only race with other openers."""
+    for attempt in range(attempts):
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.05 * 2**attempt, 2.0))
 
 
 def _iso(at: datetime) -> str:
@@ -83,14 +98,7 @@ class SQLiteLedger:
         # Processes starting together race to create the file and switch it to WAL; SQLite can
         # answer "database is locked" at once for those steps (the busy timeout does not cover
         # every lock upgrade). The migration is idempotent, so a few retries settle it.
-        for attempt in range(5):
-            try:
-                self._migrate()
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or attempt == 4:
-                    raise
-                time.sleep(0.05 * 2**attempt)
+        _retry_locked(self._migrate)
 
     def _migrate(self) -> None:
         with self._lock:
