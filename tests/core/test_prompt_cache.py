@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -84,12 +82,6 @@ def test_marking_never_changes_the_text(roles: list[str], system_words: int) -> 
 
     assert texts(body) == texts(before)
     assert sum(str(body).count("cache_control") for _ in [0]) <= 4
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
 
 
 def test_repeated_long_prompts_to_claude_are_cached_and_priced_at_the_read_rate(gateway: RunningGateway) -> None:

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import anthropic
 import openai
-import pytest
 
-from tests.support.gateway import RunningGateway, expected_cost, running_gateway
+from tests.support.gateway import RunningGateway, expected_cost
 from thrifty.core.usage import Usage
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def claude(gateway: RunningGateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key="not-needed", max_retries=0)
-
-
-@pytest.fixture
-def gpt(gateway: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="not-needed", max_retries=0)
 
 
 def test_messages_are_priced_from_anthropic_usage(gateway: RunningGateway, claude: anthropic.Anthropic) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,6 @@ import pytest
 from tests.support.gateway import RunningGateway, expected_cost, running_gateway
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
 
 
 def gpt(gateway: RunningGateway, **headers: str) -> openai.OpenAI:

@@ -4,23 +4,15 @@ upstream reported, streamed or not, and recorded once."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import openai
 import pytest
 
-from tests.support.gateway import RunningGateway, expected_cost, running_gateway
+from tests.support.gateway import RunningGateway, expected_cost
 from thrifty.core.usage import Usage
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
 
 
 @pytest.fixture
