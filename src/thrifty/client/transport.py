@@ -11,7 +11,6 @@ from concurrent.futures import Future
 from typing import Any, Literal
 
 import httpx2
-import orjson
 
 from thrifty.client.runtime import InProcessRuntime
 from thrifty.core.messages import RequestError
@@ -31,7 +30,7 @@ from thrifty.pipeline import Call, Result
 from thrifty.pipeline.call import ClientAPI
 from thrifty.pipeline.steps.dispatch import Route
 from thrifty.providers.upstream import Upstream
-from thrifty.wire.openai_responses import ResponsesStream, chat_to_response, responses_to_chat
+from thrifty.wire.openai_responses import as_responses, responses_to_chat
 
 __all__ = ["AsyncThriftyTransport", "ThriftyTransport"]
 
@@ -176,12 +175,8 @@ def _prepare(
 
 def _as_responses(result: Result, original: dict[str, Any] | None) -> None:
     """A Responses API request's chat answer, whole or streamed, as the Responses API gives it."""
-    if original is None:
-        return
-    if result.events is not None:
-        result.events = ResponsesStream(original).translate(result.events)
-    elif result.status == 200 and result.body:
-        result.body = orjson.dumps(chat_to_response(orjson.loads(result.body), original))
+    if original is not None:
+        result.body, result.events = as_responses(result.status, result.body, result.events, original)
 
 
 def _response_headers(call: Call, call_model: str, result: Result) -> list[tuple[str, str]]:

@@ -13,13 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import orjson
-
 from thrifty.core.messages import RequestError
 from thrifty.errors import error_response
 from thrifty.gateway.access import Exchange
 from thrifty.gateway.auth import presented_secret
-from thrifty.gateway.catalog import Catalog, unknown_route, wants_anthropic_shape
+from thrifty.gateway.catalog import Catalog, unknown_model, unknown_route, wants_anthropic_shape
 from thrifty.gateway.embeddings import handle_embeddings
 from thrifty.gateway.intake import (
     Binding,
@@ -47,7 +45,7 @@ from thrifty.web.asgi import (
     start_stream,
     stream_chunk,
 )
-from thrifty.wire.openai_responses import ResponsesStream, chat_to_response, responses_to_chat
+from thrifty.wire.openai_responses import as_responses, responses_to_chat
 
 __all__ = ["Gateway"]
 
@@ -284,10 +282,7 @@ class Gateway:
         if exchange.logged:
             call.cost_listeners.append(exchange.cost_listener)
         if self.runtime.routes.get(call.model) is None:
-            known = ", ".join(self.runtime.routes.names())
-            raise Rejection(
-                404, f"unknown model {call.model!r}; this gateway serves: {known}", "not_found_error", "model_not_found"
-            )
+            raise unknown_model(call.model, self.runtime.routes.names())
         pipeline = self.runtime.pipeline
         assert pipeline is not None, "the gateway has not started"
         result = await pipeline.run(call)
@@ -298,10 +293,7 @@ class Gateway:
             *result.headers,
         ]
         if responses:  # the chat answer, whole or streamed, as the Responses API gives it
-            if result.events is not None:
-                result.events = ResponsesStream(sent).translate(result.events)
-            elif result.status == 200 and result.body:
-                result.body = orjson.dumps(chat_to_response(orjson.loads(result.body), sent))
+            result.body, result.events = as_responses(result.status, result.body, result.events, sent)
         if result.events is None:
             await send_response(send, result.status, result.body or b"", headers, _JSON)
             return

@@ -19,7 +19,7 @@ from thrifty.pipeline.steps.dispatch import Routes
 from thrifty.web.asgi import Scope, header
 from thrifty.wire.anthropic_messages import parse_anthropic_request
 
-__all__ = ["ROUTES", "Catalog", "unknown_route", "wants_anthropic_shape"]
+__all__ = ["ROUTES", "Catalog", "unknown_model", "unknown_route", "wants_anthropic_shape"]
 
 ROUTES = (
     "POST /v1/chat/completions",
@@ -39,6 +39,13 @@ date that changed on every call would make two listings differ for nothing."""
 
 def wants_anthropic_shape(scope: Scope) -> bool:
     return header(scope, b"anthropic-version") is not None
+
+
+def unknown_model(name: str, served: list[str]) -> Rejection:
+    """A 404 for a model this gateway does not serve, naming the ones it does."""
+    return Rejection(
+        404, f"unknown model {name!r}; this gateway serves: {', '.join(served)}", "not_found_error", "model_not_found"
+    )
 
 
 def unknown_route(method: str, path: str) -> Rejection:
@@ -70,12 +77,7 @@ class Catalog:
 
     def model(self, name: str, anthropic: bool) -> dict[str, Any]:
         if self.routes.get(name) is None:
-            raise Rejection(
-                404,
-                f"unknown model {name!r}; this gateway serves: {', '.join(self.routes.names())}",
-                "not_found_error",
-                "model_not_found",
-            )
+            raise unknown_model(name, self.routes.names())
         return self._anthropic_model(name) if anthropic else self._openai_model(name)
 
     def count_tokens(self, body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
@@ -87,8 +89,7 @@ class Catalog:
             raise Rejection(400, "model: is required (a string)")
         route = self.routes.get(model)
         if route is None:
-            known = ", ".join(self.routes.names())
-            raise Rejection(404, f"unknown model {model!r}; this gateway serves: {known}", "not_found_error")
+            raise unknown_model(model, self.routes.names())
         try:  # count_tokens takes no max_tokens; the parser wants one, and it does not change the count
             request = parse_anthropic_request({**body, "max_tokens": 1, "stream": False})
         except RequestError as error:

@@ -169,11 +169,6 @@ class Dispatcher:
         self._stream_timeout = Timeouts(connect=policy.connect_timeout, total=None, read=policy.attempt_timeout)
 
     async def __call__(self, call: Call) -> Result:
-        result = await self._dispatch(call)
-        result.sent = call
-        return result
-
-    async def _dispatch(self, call: Call) -> Result:
         chain = self._fitting(call, self.routes.chain(call.model))
         if isinstance(chain, Result):
             return chain
@@ -185,6 +180,7 @@ class Dispatcher:
             if result is not None:
                 if result.status != 200:
                     log.warning("call %s: %s; answering %d", call.request_id, failure.message, result.status)
+                result.sent = call  # what the record step counts when the provider reports no usage
                 return result
             if index + 1 < len(chain):
                 log.warning("call %s: %s; falling back to %s", call.request_id, failure.message, chain[index + 1].name)

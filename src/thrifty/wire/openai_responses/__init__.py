@@ -10,7 +10,7 @@ refused with a 400 naming the field: stored state (``previous_response_id``, ``b
 other than messages, function calls and their outputs.
 """
 
-from thrifty.wire.openai_responses.answers import ResponsesStream, chat_to_response
+from thrifty.wire.openai_responses.answers import ResponsesStream, as_responses, chat_to_response
 from thrifty.wire.openai_responses.requests import responses_to_chat
 
-__all__ = ["ResponsesStream", "chat_to_response", "responses_to_chat"]
+__all__ = ["ResponsesStream", "as_responses", "chat_to_response", "responses_to_chat"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ResponsesStream", "chat_to_response"]
+__all__ = ["ResponsesStream", "as_responses", "chat_to_response"]
 
 
 def _usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -107,6 +107,18 @@ def chat_to_response(completion: Mapping[str, Any], request: Mapping[str, Any]) 
     response["output"] = output
     _finish(response, choice.get("finish_reason"), completion.get("usage"))
     return response
+
+
+def as_responses(
+    status: int, body: bytes | None, events: AsyncIterator[bytes] | None, request: Mapping[str, Any]
+) -> tuple[bytes | None, AsyncIterator[bytes] | None]:
+    """The chat pipeline's answer to the Responses request ``request`` (its body, or its events),
+    as the Responses API gives it; an error body is the same in both APIs and stays as it is."""
+    if events is not None:
+        return body, ResponsesStream(request).translate(events)
+    if status == 200 and body:
+        return orjson.dumps(chat_to_response(orjson.loads(body), request)), None
+    return body, events
 
 
 class ResponsesStream:
