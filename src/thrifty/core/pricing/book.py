@@ -14,9 +14,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from thrifty.core.pricing.catalogue import Catalogue, CatalogueEntry
+from thrifty.core.pricing.catalogue import Catalogue, CatalogueEntry, CatalogueRates
 from thrifty.core.pricing.overrides import PriceOverride
 from thrifty.core.pricing.rates import Cost, Rates, compute_cost
+from thrifty.core.pricing.reviewed import reviewed_batch_rate
 from thrifty.core.usage import Usage
 from thrifty.errors import UnknownModelError
 
@@ -151,7 +152,7 @@ class PriceBook:
                 notes=tuple(notes),
             )
         if entry is not None:
-            priced = self._catalogue.rates(entry, when, batch=batch) if batch else catalogue
+            priced = self._catalogue_batch(entry, when, catalogue) if batch else catalogue
             if priced is not None:
                 return PriceQuote(
                     model=model,
@@ -177,13 +178,23 @@ class PriceBook:
             )
         raise UnknownModelError(model, provider, self.suggestions(model))
 
+    def _catalogue_batch(
+        self, entry: CatalogueEntry, when: datetime, standard: CatalogueRates | None
+    ) -> CatalogueRates | None:
+        """Batch rates: the catalogue's own, else the reviewed table's, else 50% of the standard."""
+        if standard is not None and not self._catalogue.has_batch_rates(entry, when):
+            reviewed = reviewed_batch_rate(entry.provider_id, entry.model_id, when.date())
+            if reviewed is not None:
+                return CatalogueRates(reviewed.rates(standard.rates), (*standard.notes, reviewed.describe()))
+        return self._catalogue.rates(entry, when, batch=True)
+
     def _override_batch(
         self, override: PriceOverride, entry: CatalogueEntry | None, when: datetime, standard: Rates
     ) -> tuple[Rates, str]:
         if override.batch_discount is not None:
             return standard.scaled(override.batch_discount), f"batch at {override.batch_discount} of the override"
         if entry is not None and not override.has_token_rates and override.self_hosted is None:
-            batch_rates = self._catalogue.rates(entry, when, batch=True)
+            batch_rates = self._catalogue_batch(entry, when, self._catalogue.rates(entry, when, batch=False))
             if batch_rates is not None:
                 return batch_rates.rates, "; ".join(batch_rates.notes)
         return standard.scaled(_HALF), "no batch rate for this override: priced at 50% of its rates"

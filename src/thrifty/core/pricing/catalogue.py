@@ -84,6 +84,10 @@ class Catalogue:
     def provider_ids(self) -> list[str]:
         return [provider.id for provider in self._snapshot.providers]
 
+    def has_batch_rates(self, entry: CatalogueEntry, at: datetime) -> bool:
+        """Whether the catalogue publishes batch rates of its own for the model at ``at``."""
+        return _has_batch_rates(entry.info, at)
+
     def rates(self, entry: CatalogueEntry, at: datetime, batch: bool) -> CatalogueRates | None:
         """The rates in force at ``at``; ``None`` when the catalogue has no token prices for it."""
         notes: list[str] = []
