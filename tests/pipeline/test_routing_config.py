@@ -21,6 +21,7 @@ from thrifty.core.routing.learned import train_router
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.pipeline.call import Call, Result
 from thrifty.pipeline.optimisation import Optimisation
+from thrifty.pipeline.services import Sections, Services
 from thrifty.pipeline.steps.routing import RouterStep
 
 BASE = """
@@ -112,7 +113,10 @@ def test_the_learned_router_uses_the_embedding_another_step_computed(tmp_path: P
     optimisation = Optimisation.in_process(spec, PriceBook(), TokenCounter(), base_dir=tmp_path, embedders=[shared])
     assert optimisation is not None and optimisation.learned is not None
     assert optimisation.learned.embedder is shared  # the very object the semantic cache would hold
-    (step,) = optimisation.router_steps()
+    services = Services(
+        PriceBook(), writer=[], counter=TokenCounter(), routes_of=lambda name: [], optimisation=optimisation
+    )  # type: ignore[arg-type]
+    step = RouterStep.from_config(Sections.of_client(None, spec), services)
     assert isinstance(step, RouterStep)
 
     async def answer(call: Call) -> Result:

@@ -35,7 +35,7 @@ from thrifty.core.tokens.counter import TokenCounter
 from thrifty.errors import ThriftyClosed
 from thrifty.pipeline import Call, Pipeline, Result
 from thrifty.pipeline.attempts import AttemptLedger
-from thrifty.pipeline.build import Services, build_embedding_steps, build_steps, retry_policy
+from thrifty.pipeline.build import CHAT_STEPS, EMBEDDING_STEPS, Sections, Services, build, retry_policy
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.steps.dispatch import Dispatcher, Route, Routes
@@ -150,14 +150,15 @@ class InProcessRuntime:
             prices=prices,
             writer=self.writer,
             counter=self.counter,
-            cache=self.cache,
+            routes_of=self._routes_of,
             response_cache=self.response_cache,
             semantic=self.semantic,
             optimisation=optimisation,
             limits=self.limits,
         )
-        self.pipeline = Pipeline(build_steps(services, self._routes_of), self._dispatch)
-        self.embeddings = Pipeline(build_embedding_steps(services, self._routes_of), self._embed)
+        sections = Sections.of_client(self.cache, optimise)
+        self.pipeline = Pipeline(build(CHAT_STEPS, sections, services), self._dispatch)
+        self.embeddings = Pipeline(build(EMBEDDING_STEPS, sections, services), self._embed)
 
     @staticmethod
     async def _new_session() -> aiohttp.ClientSession:

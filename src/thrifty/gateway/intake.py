@@ -17,8 +17,7 @@ from thrifty.core.messages import RequestError
 from thrifty.errors import Rejection
 from thrifty.pipeline.call import Attribution, Call, ClientAPI
 from thrifty.stores.keys import KeyInfo
-from thrifty.wire.anthropic_messages import parse_anthropic_request
-from thrifty.wire.openai_chat import parse_openai_request
+from thrifty.wire.formats import wire_format
 
 __all__ = [
     "Binding",
@@ -222,7 +221,7 @@ def build_call(
     body_size: int = 0,
 ) -> Call:
     try:
-        request = parse_openai_request(body) if client == "openai" else parse_anthropic_request(body)
+        request = wire_format(client).parse_request(body)
     except RequestError as error:
         raise Rejection(400, str(error), code="invalid_request") from None
     include_usage = False

@@ -21,8 +21,8 @@ from thrifty.core.tokens.encodings import Encodings
 from thrifty.gateway.auth import KeyCache, is_loopback
 from thrifty.pipeline import Pipeline
 from thrifty.pipeline.attempts import AttemptLedger
-from thrifty.pipeline.build import Services, build_embedding_steps, build_steps, retry_policy
-from thrifty.pipeline.call import Step
+from thrifty.pipeline.budgets.estimate import RoutesOf
+from thrifty.pipeline.build import CHAT_STEPS, EMBEDDING_STEPS, Sections, Services, build, retry_policy
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.steps.dispatch import Dispatcher, Route, Routes
@@ -179,10 +179,10 @@ class Runtime:
                 self.semantic = SemanticService.open(cache, self.response_cache, storage.local_cache_path())
                 await self.semantic.start()  # loads the embedding model now, in a worker thread
         await self._share_router_embedder()
-        self.pipeline = Pipeline(self._steps(), self.dispatcher)
-        services = self._services()
+        sections = Sections.of_gateway(self.config)
+        self.pipeline = Pipeline(build(CHAT_STEPS, sections, self._services(self.routes.chain)), self.dispatcher)
         forward = EmbeddingsDispatcher(self._one_route, transport, retry_policy(self.config.retry))
-        self.embeddings = Pipeline(build_embedding_steps(services, self._one_route), forward)
+        self.embeddings = Pipeline(build(EMBEDDING_STEPS, sections, self._services(self._one_route)), forward)
         self.started = True
 
     async def _share_router_embedder(self) -> None:
@@ -204,15 +204,12 @@ class Runtime:
         route = self.routes.get(name)
         return [route] if route is not None else []
 
-    def _steps(self) -> list[Step]:
-        return build_steps(self._services(), self.routes.chain)
-
-    def _services(self) -> Services:
+    def _services(self, routes_of: RoutesOf) -> Services:
         return Services(
             prices=self.prices,
             writer=self.writer,
             counter=self.counter,
-            cache=self.config.cache,
+            routes_of=routes_of,
             response_cache=self.response_cache,
             semantic=self.semantic,
             optimisation=self.optimisation,

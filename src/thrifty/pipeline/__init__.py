@@ -17,6 +17,7 @@ class Pipeline:
     server and the upstream socket is walked again each time the request resumes from I/O."""
 
     def __init__(self, steps: Sequence[Step], terminal: Callable[[Call], Awaitable[Result]]) -> None:
+        self.steps = tuple(steps)  # what the chain is made of, outermost first (for reading, not running)
         handler: Next = terminal
         for step in reversed(steps):
             handler = functools.partial(step, next_step=handler)

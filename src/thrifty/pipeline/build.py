@@ -1,74 +1,64 @@
 """One pipeline, built by one function for every face: the gateway and the in-process client get
-the same steps, in the same order, from the same validated config sections and defaults."""
+the same steps, in the same order, from the same validated config sections and defaults.
+
+Each step makes itself from the config (``Step.from_config(sections, services)``, in the step's own
+module) or stays out when its section asks for nothing. The lists below are the order, outermost
+first; adding a step is adding its module and one entry here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
-from thrifty.config.cache import CacheSpec
 from thrifty.config.gateway import RetrySpec
-from thrifty.core.pricing import PriceBook
-from thrifty.core.tokens.counter import TokenCounter
-from thrifty.pipeline.budgets.estimate import RoutesOf
+from thrifty.pipeline.budgets.step import BudgetStep
 from thrifty.pipeline.call import Step
-from thrifty.pipeline.limits import Limits
-from thrifty.pipeline.optimisation import Optimisation
+from thrifty.pipeline.services import Sections, Services, StepFactory
 from thrifty.pipeline.steps.cache import ExactCacheStep
+from thrifty.pipeline.steps.compression import CompressionStep, OutputCapStep
 from thrifty.pipeline.steps.dispatch import RetryPolicy
 from thrifty.pipeline.steps.embeddings import EmbeddingsCacheStep
-from thrifty.pipeline.steps.record import RecordSink, RecordStep
-from thrifty.stores.cache import ResponseCache
+from thrifty.pipeline.steps.ratelimit import RateLimitStep
+from thrifty.pipeline.steps.record import RecordStep
+from thrifty.pipeline.steps.routing import RouterStep
 
-if TYPE_CHECKING:
-    from thrifty.semantic.service import SemanticService
-
-__all__ = ["Services", "build_embedding_steps", "build_steps", "retry_policy"]
+__all__ = ["CHAT_STEPS", "EMBEDDING_STEPS", "Sections", "Services", "build", "retry_policy"]
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What the steps are built on: a face opens these (and closes them); the steps only use them."""
+class _SemanticCache:
+    """The semantic cache step, imported only when it is on (numpy and onnxruntime)."""
 
-    prices: PriceBook
-    writer: RecordSink
-    counter: TokenCounter
-    cache: CacheSpec
-    response_cache: ResponseCache | None = None
-    semantic: SemanticService | None = None
-    optimisation: Optimisation | None = None
-    limits: Limits | None = None
+    @staticmethod
+    def from_config(sections: Sections, services: Services) -> Step | None:
+        if services.semantic is None:
+            return None
+        from thrifty.pipeline.steps.semantic import SemanticCacheStep
+
+        return SemanticCacheStep.from_config(sections, services)
 
 
-def build_steps(services: Services, routes_of: RoutesOf) -> list[Step]:
-    """The pipeline, outermost first: record, exact cache, semantic cache, compression and output
-    caps, routing, then budgets and rate limits innermost (see the README for what each does)."""
-    record = RecordStep(services.prices, services.writer, services.counter)
-    steps: list[Step] = [record]
-    cache = services.cache
-    if cache.exact.enabled and services.response_cache is not None:
-        steps.append(ExactCacheStep(services.response_cache, cache.exact, services.prices))
-    if services.semantic is not None:  # after the exact cache: runs on its misses
-        from thrifty.pipeline.steps.semantic import SemanticCacheStep  # numpy: only when on
+CHAT_STEPS: tuple[StepFactory, ...] = (
+    RecordStep,  # prices and records what comes back, every row of it
+    ExactCacheStep,
+    _SemanticCache,  # on the exact cache's misses
+    CompressionStep,  # inside the caches: a cached answer needs neither
+    OutputCapStep,
+    RouterStep,
+    BudgetStep,  # innermost: reserve for the model that will be sent, then rate limits
+    RateLimitStep,  # a call refused by its budget takes no rate
+)
+"""Chat (OpenAI chat completions and Responses, Anthropic messages): see the README for each."""
 
-        steps.append(SemanticCacheStep(services.semantic, cache, services.prices, counter=services.counter))
-    if services.optimisation is not None:
-        steps += services.optimisation.outer_steps()  # compression, output caps
-        steps += services.optimisation.router_steps()
-    if services.limits is not None:
-        steps += services.limits.steps(routes_of)  # budgets, then rate limits: innermost
-    return steps
+EMBEDDING_STEPS: tuple[StepFactory, ...] = (RecordStep, EmbeddingsCacheStep, BudgetStep, RateLimitStep)
+"""Embeddings: no routing nor fallbacks (another model's vectors live in another space)."""
 
 
-def build_embedding_steps(services: Services, routes_of: RoutesOf) -> list[Step]:
-    """The embeddings pipeline, outermost first: record, the exact embedding cache, then budgets and
-    rate limits. ``routes_of`` gives one model: embeddings never fall back to another model."""
-    steps: list[Step] = [RecordStep(services.prices, services.writer, services.counter)]
-    exact = services.cache.exact
-    if exact.enabled and services.response_cache is not None:
-        steps.append(EmbeddingsCacheStep(services.response_cache, exact, services.prices))
-    if services.limits is not None:
-        steps += services.limits.steps(routes_of)
+def build(factories: Sequence[StepFactory], sections: Sections, services: Services) -> list[Step]:
+    """The steps ``factories`` make from ``sections``, in order, leaving out those turned off."""
+    steps = []
+    for factory in factories:
+        step = factory.from_config(sections, services)
+        if step is not None:
+            steps.append(step)
     return steps
 
 

@@ -18,6 +18,7 @@ from thrifty.errors import BadUpstreamResponse, error_body
 from thrifty.pipeline.call import Call, ClientAPI, StreamState
 from thrifty.providers.sse import SSEEvent, encode_event
 from thrifty.providers.upstream import WireFormat
+from thrifty.wire.anthropic_messages import message_text
 from thrifty.wire.openai_chat import chunk_choices, completion_text
 from thrifty.wire.translate.requests import (
     RequestTranslation,
@@ -75,16 +76,6 @@ def _usage(parse: Any, raw: Any) -> Usage | None:
     except UsageError:
         return None
     return usage
-
-
-def _anthropic_text(body: dict[str, Any]) -> str:
-    parts = []
-    for block in body.get("content") or ():
-        if block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-        elif block.get("type") == "tool_use":
-            parts.append(orjson.dumps(block.get("input", {})).decode())
-    return "".join(parts)
 
 
 # -- OpenAI client, OpenAI provider -----------------------------------------------------------
@@ -213,7 +204,7 @@ class _AnthropicToAnthropic:
     def response_body(self, raw: bytes, public_model: str) -> tuple[bytes, Usage | None, str]:
         body = _json(raw)
         usage = _usage(Usage.from_anthropic, body.get("usage"))
-        return raw, usage, _anthropic_text(body) if usage is None else ""
+        return raw, usage, message_text(body) if usage is None else ""
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         return raw
@@ -270,7 +261,7 @@ class _OpenAIClientAnthropicProvider:
             converted = anthropic_to_openai_response(body, model=public_model)
         except ValueError as error:
             raise BadUpstreamResponse(f"the provider's response does not parse: {error}") from None
-        return orjson.dumps(converted), _usage(Usage.from_anthropic, body.get("usage")), _anthropic_text(body)
+        return orjson.dumps(converted), _usage(Usage.from_anthropic, body.get("usage")), message_text(body)
 
     def error_body(self, status: int, raw: bytes) -> bytes:
         return orjson.dumps(anthropic_error_to_openai(status, _json_or_empty(raw)))

@@ -1,9 +1,10 @@
-"""Routing, compression and output caps of one runtime (the gateway's or the in-process client's),
-built once from their config sections: the tier table with each model's capabilities, window and
-prices, the compiled rules, the learned router and its embedder, the checks, and the steps.
-
-Steps, outermost first: ``CompressionStep`` -> ``OutputCapStep`` (``outer_steps``), then, after
-any cache steps, ``RouterStep`` (``router_steps``), before budgets and rate limits.
+"""What routing and compression run on, compiled once per runtime (the gateway's or the in-process
+client's) from the config's ``tiers:``, ``routing:`` and ``compression:``: each model's facts
+(capabilities, window, price, provider), the tier table, the compiled rules, the learned router
+and its embedder, the answer checks. Loading them here, when the config is read, is what makes a
+bad router file or check a config error at start. The steps themselves (``CompressionStep``,
+``OutputCapStep``, ``RouterStep``) make themselves from their sections and this, in
+``from_config``; ``pipeline.build`` puts them in order.
 """
 
 from __future__ import annotations
@@ -20,18 +21,15 @@ import orjson
 from thrifty.config.files import ConfigError
 from thrifty.config.gateway import GatewayConfig
 from thrifty.config.routing import CompressionSpec, OptimisationSpec, OutputCapsSpec, RoutingSpec, RuleSpec
-from thrifty.core.compression.caps import PlanTable
-from thrifty.core.compression.compress import CompressionSettings
 from thrifty.core.pricing import PriceBook, UnknownModelError
 from thrifty.core.routing.checks import BUILTIN_CHECKS, AnswerCheck, refusal_check
 from thrifty.core.routing.features import WIDE_TEMPERATURE
 from thrifty.core.routing.rules import Rule, RuleSet
 from thrifty.core.routing.tiers import ModelOption, TierTable
 from thrifty.core.tokens.counter import TokenCounter
-from thrifty.pipeline.call import Step
-from thrifty.pipeline.steps.compression import CompressionStep, OutputCapStep, SummarySettings, TextCounter
+from thrifty.pipeline.steps.compression import TextCounter
 from thrifty.pipeline.steps.dispatch import Routes
-from thrifty.pipeline.steps.routing import ClassifierSettings, LearnedSettings, Pricer, RouterStep
+from thrifty.pipeline.steps.routing import LearnedSettings, Pricer
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
     from thrifty.core.routing.embedding import Embedder
@@ -126,23 +124,17 @@ class Optimisation:
         counter: TokenCounter,
         facts_of: Callable[[str], ModelFacts],
         tiers: TierTable | None,
-        routing: RoutingSpec | None,
         rules: RuleSet,
         learned: LearnedSettings | None,
         checks: Sequence[AnswerCheck],
-        compression: CompressionSpec | None,
-        output_caps: OutputCapsSpec | None,
     ) -> None:
         self.prices = prices
         self.counter = counter
         self.facts_of = facts_of
         self.tiers = tiers
-        self.routing = routing
         self.rules = rules
         self.learned = learned
         self.checks = tuple(checks)
-        self.compression = compression
-        self.output_caps = output_caps
         self.pricer = Pricer(prices, self._resolve)
         self.text_counter = TextCounter(counter)
 
@@ -150,7 +142,7 @@ class Optimisation:
         facts = self.facts_of(model)
         return facts.priced_as, facts.provider_id
 
-    def _priced_as(self, model: str) -> str:
+    def priced_as(self, model: str) -> str:
         return self.facts_of(model).priced_as
 
     @classmethod
@@ -207,12 +199,9 @@ class Optimisation:
             counter=counter,
             facts_of=facts_of,
             tiers=table,
-            routing=routing,
             rules=rules,
             learned=learned,
             checks=checks,
-            compression=compression if compression_on else None,
-            output_caps=output_caps,
         )
 
     @classmethod
@@ -307,87 +296,6 @@ class Optimisation:
         except ConfigError as error:
             return str(error)
         return None
-
-    def steps(self) -> list[Step]:
-        """All of them, in order (for a pipeline with no cache steps between)."""
-        return self.outer_steps() + self.router_steps()
-
-    def outer_steps(self) -> list[Step]:
-        """Compression, then output caps (inside the caches: a cached answer needs neither)."""
-        steps: list[Step] = []
-        spec = self.compression
-        if spec is not None:
-            history = spec.history if spec.history is not None and spec.history.enabled else None
-            retrieval = spec.retrieval if spec.retrieval is not None and spec.retrieval.enabled else None
-            settings = CompressionSettings(
-                whitespace=spec.whitespace is not None and spec.whitespace.enabled,
-                retrieval=retrieval is not None,
-                min_score=retrieval.min_score if retrieval is not None else 0.0,
-                chunk_tokens=retrieval.max_tokens if retrieval is not None else None,
-                history=history is not None,
-                max_turns=history.max_turns if history is not None else None,
-                max_tokens=history.max_tokens if history is not None else None,
-            )
-            summary = None
-            if history is not None and history.summarise is not None:
-                s = history.summarise
-                summary = SummarySettings(s.model, s.max_tokens, s.prompt, s.cache_entries)
-            steps.append(
-                CompressionStep(
-                    settings,
-                    counter=self.text_counter,
-                    pricer=self.pricer,
-                    priced_as=self._priced_as,
-                    summary=summary,
-                )
-            )
-        caps = self.output_caps
-        if caps is not None:
-            table = PlanTable(
-                plans=caps.plans,
-                default_plan=caps.default_plan,
-                keys=caps.keys,
-                users=caps.users,
-                teams=caps.teams,
-                features=caps.features,
-                urgency=caps.urgency,
-            )
-            steps.append(
-                OutputCapStep(
-                    table, plan_header=caps.plan_header, concise=caps.concise_instruction if caps.concise else None
-                )
-            )
-        return steps
-
-    def router_steps(self) -> list[Step]:
-        spec = self.routing
-        if spec is None or self.tiers is None:
-            return []
-        classifier = None
-        if spec.classifier is not None:
-            c = spec.classifier
-            classifier = ClassifierSettings(c.model, c.prompt, c.max_tokens, c.max_input_chars)
-        default = self.tiers.index(spec.default_tier) if spec.default_tier is not None else 0
-        return [
-            RouterStep(
-                tiers=self.tiers,
-                policies=spec.policies,
-                rules=self.rules,
-                default_tier=default or 0,
-                shadow=spec.shadow,
-                upgrade=spec.upgrade,
-                pinned=frozenset(spec.pinned_models),
-                expected_output_tokens=spec.expected_output_tokens,
-                counter=self.counter,
-                pricer=self.pricer,
-                priced_as=self._priced_as,
-                classifier=classifier,
-                learned=self.learned,
-                checks=self.checks,
-                check_streams=spec.escalation.streams,
-                max_escalations=spec.escalation.max_steps,
-            )
-        ]
 
 
 def _tier_table(tiers: dict[str, list[str]], facts_of: Callable[[str], ModelFacts], prices: PriceBook) -> TierTable:

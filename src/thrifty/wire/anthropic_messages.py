@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
+import orjson
+
 from thrifty.core import _validate as v
 from thrifty.core.messages import (
     ChatRequest,
@@ -23,6 +25,7 @@ from thrifty.core.messages import (
 )
 
 __all__ = [
+    "message_text",
     "parse_anthropic_messages",
     "parse_anthropic_request",
     "parse_anthropic_system",
@@ -280,3 +283,17 @@ def _render_part(part: Part) -> dict[str, Any]:
     if part.cache_control:
         out["cache_control"] = dict(part.cache_control)
     return out
+
+
+def message_text(body: Mapping[str, Any]) -> str:
+    """What a Message generated, as text (a tool call's input as its JSON): counted for a price
+    only when the provider reported no usage."""
+    parts = []
+    for block in body.get("content") or ():
+        if not isinstance(block, Mapping):
+            continue
+        if block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_use":
+            parts.append(orjson.dumps(block.get("input", {})).decode())
+    return "".join(parts)

@@ -27,6 +27,10 @@ class OpenAIAccumulator:
         self.choices: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
 
+    def feed_event(self, event: str | None, data: Mapping[str, Any]) -> None:
+        """One server-sent event (OpenAI's carry no event name)."""
+        self.feed(data)
+
     def feed(self, chunk: Mapping[str, Any]) -> None:
         if not self.head:
             self.head = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint", "service_tier")}
@@ -133,6 +137,11 @@ class AnthropicAccumulator:
         self.message: dict[str, Any] = {}
         self.blocks: dict[int, dict[str, Any]] = {}
         self.json: dict[int, list[str]] = {}
+
+    def feed_event(self, event: str | None, data: Mapping[str, Any]) -> None:
+        """One server-sent event: Anthropic names every one; one without a name carries nothing."""
+        if event is not None:
+            self.feed(event, data)
 
     def feed(self, event: str, data: Mapping[str, Any]) -> None:
         if event == "message_start":

@@ -34,11 +34,11 @@ from thrifty.core.budgets import (
 from thrifty.core.pricing import Cost, PriceBook, format_usd
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
+from thrifty.errors import error_body
 from thrifty.pipeline.alerts import AlertSender
 from thrifty.pipeline.budgets.estimate import Estimate, RoutesOf, estimate, subject_of
 from thrifty.pipeline.budgets.refusal import refused, refused_message
 from thrifty.pipeline.call import Call, Result
-from thrifty.pipeline.conversions import error_body
 from thrifty.stores.budgets import BudgetStore, Line, Refusal, StoreUnavailable, line_key
 from thrifty.stores.budgets.base import SEP
 

@@ -8,8 +8,8 @@ import math
 from datetime import datetime, timedelta
 
 from thrifty.core.budgets import Budget, Period, describe_amount
+from thrifty.errors import error_body
 from thrifty.pipeline.call import Call, Result
-from thrifty.pipeline.conversions import error_body
 from thrifty.stores.budgets import Line
 
 __all__ = ["refused", "refused_message"]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from thrifty.pipeline.budgets.engine import BudgetEngine
 from thrifty.pipeline.budgets.estimate import RoutesOf
 from thrifty.pipeline.call import Call, Next, Result
+
+if TYPE_CHECKING:
+    from thrifty.pipeline.services import Sections, Services
 
 __all__ = ["BudgetStep"]
 
@@ -15,6 +20,13 @@ class BudgetStep:
     def __init__(self, engine: BudgetEngine, routes_of: RoutesOf) -> None:
         self.engine = engine
         self.routes_of = routes_of
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> BudgetStep | None:
+        """On wherever budgets are (``budgets:``, ``plans:``, read into ``services.limits``)."""
+        if services.limits is None:
+            return None
+        return cls(services.limits.engine, services.routes_of)
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         engine = self.engine

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -19,7 +19,10 @@ from thrifty.core.usage import Usage, UsageError
 from thrifty.pipeline.call import Call, Next, Result, StreamState
 from thrifty.providers.sse import encode_event
 from thrifty.stores.cache import ResponseCache
-from thrifty.wire.stream_bodies import AnthropicAccumulator, OpenAIAccumulator, anthropic_events, openai_chunks
+from thrifty.wire.formats import StreamAccumulator, wire_format
+
+if TYPE_CHECKING:
+    from thrifty.pipeline.services import Sections, Services
 
 __all__ = [
     "ExactCacheStep",
@@ -53,6 +56,14 @@ class ExactCacheStep:
         self.cache = cache
         self.spec = spec
         self.prices = prices
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> ExactCacheStep | None:
+        """``cache.exact``; off without it or without a store to keep answers in."""
+        spec = sections.cache.exact
+        if not spec.enabled or services.response_cache is None:
+            return None
+        return cls(services.response_cache, spec, services.prices)
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         spec = self.spec
@@ -141,9 +152,7 @@ async def stored_stream(
 ) -> AsyncIterator[bytes]:
     """``events`` passed through unchanged; once a stream ends whole (and no larger than
     ``max_bytes``), ``complete`` gets the answer as one response body and the stream's usage."""
-    accumulator: OpenAIAccumulator | AnthropicAccumulator = (
-        OpenAIAccumulator() if call.client_api == "openai" else AnthropicAccumulator()
-    )
+    accumulator = wire_format(call.client_api).accumulator()
     size = 0
     try:
         async for chunk in events:
@@ -161,7 +170,7 @@ async def stored_stream(
         await complete(orjson.dumps(accumulator.result()), state.usage)
 
 
-def _feed(accumulator: OpenAIAccumulator | AnthropicAccumulator, chunk: bytes) -> None:
+def _feed(accumulator: StreamAccumulator, chunk: bytes) -> None:
     for raw in chunk.split(b"\n\n"):
         if not raw.strip():
             continue
@@ -178,10 +187,7 @@ def _feed(accumulator: OpenAIAccumulator | AnthropicAccumulator, chunk: bytes) -
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(accumulator, OpenAIAccumulator):
-            accumulator.feed(parsed)
-        elif event is not None:
-            accumulator.feed(event, parsed)
+        accumulator.feed_event(event, parsed)
 
 
 def load_entry(raw: bytes) -> dict[str, Any] | None:
@@ -262,8 +268,6 @@ def cache_hit_result(call: Call, entry: dict[str, Any], status: str, strategy: s
 
 
 async def _replay(call: Call, body: Any) -> AsyncIterator[bytes]:
-    if call.client_api == "openai":
-        chunks = b"".join(encode_event(chunk) for chunk in openai_chunks(body, include_usage=call.include_usage))
-        yield chunks + b"data: [DONE]\n\n"
-    else:
-        yield b"".join(encode_event(data, name) for name, data in anthropic_events(body))
+    wire = wire_format(call.client_api)
+    events = wire.replay(body, call.include_usage)
+    yield b"".join(encode_event(data, name) for name, data in events) + wire.stream_end

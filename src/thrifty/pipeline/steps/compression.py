@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -30,11 +30,14 @@ from thrifty.core.pricing import Cost
 from thrifty.core.routing.decision import header_safe
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
+from thrifty.errors import error_body
 from thrifty.pipeline.call import Call, Next, Result, instruction_call
-from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.steps.routing import Pricer
 from thrifty.wire.anthropic_messages import parse_anthropic_request
 from thrifty.wire.openai_chat import first_message_text, parse_openai_request
+
+if TYPE_CHECKING:
+    from thrifty.pipeline.services import Sections, Services
 
 __all__ = ["CompressionStep", "OutputCapStep", "SummarySettings", "TextCounter"]
 
@@ -154,6 +157,31 @@ class CompressionStep:
         self.priced_as = priced_as
         self.summary = summary
         self._summaries = _SummaryCache(summary.cache_entries if summary is not None else 0)
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> CompressionStep | None:
+        """``compression:``: on when any of its parts is."""
+        spec, facts = sections.compression, services.optimisation
+        if spec is None or not spec.active or facts is None:
+            return None
+        history = spec.history if spec.history is not None and spec.history.enabled else None
+        retrieval = spec.retrieval if spec.retrieval is not None and spec.retrieval.enabled else None
+        settings = CompressionSettings(
+            whitespace=spec.whitespace is not None and spec.whitespace.enabled,
+            retrieval=retrieval is not None,
+            min_score=retrieval.min_score if retrieval is not None else 0.0,
+            chunk_tokens=retrieval.max_tokens if retrieval is not None else None,
+            history=history is not None,
+            max_turns=history.max_turns if history is not None else None,
+            max_tokens=history.max_tokens if history is not None else None,
+        )
+        summary = None
+        if history is not None and history.summarise is not None:
+            s = history.summarise
+            summary = SummarySettings(s.model, s.max_tokens, s.prompt, s.cache_entries)
+        return cls(
+            settings, counter=facts.text_counter, pricer=facts.pricer, priced_as=facts.priced_as, summary=summary
+        )
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         if call.hints.get("compress") == "off":
@@ -341,6 +369,23 @@ class OutputCapStep:
         self.plans = plans
         self.plan_header = plan_header
         self.concise = concise
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> OutputCapStep | None:
+        """``output_caps:``: on when the section is there."""
+        caps = sections.output_caps
+        if caps is None:
+            return None
+        table = PlanTable(
+            plans=caps.plans,
+            default_plan=caps.default_plan,
+            keys=caps.keys,
+            users=caps.users,
+            teams=caps.teams,
+            features=caps.features,
+            urgency=caps.urgency,
+        )
+        return cls(table, plan_header=caps.plan_header, concise=caps.concise_instruction if caps.concise else None)
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         hints = call.hints

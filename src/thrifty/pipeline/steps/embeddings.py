@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -20,13 +21,16 @@ from thrifty.core.cache_key import exact_key, namespace_for
 from thrifty.core.pricing import PriceBook
 from thrifty.core.retry import backoff_delay
 from thrifty.core.usage import Usage
+from thrifty.errors import error_body
 from thrifty.pipeline.call import Call, Next, Result
-from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.steps.cache import cache_hit_result, encode_entry, load_entry, settled, ttl_for
 from thrifty.pipeline.steps.dispatch import RetryPolicy, Route, answered_by
 from thrifty.providers.retrying import post_retrying
 from thrifty.providers.transport import Timeouts, Transport
 from thrifty.stores.cache import ResponseCache
+
+if TYPE_CHECKING:
+    from thrifty.pipeline.services import Sections, Services
 
 __all__ = ["EmbeddingsCacheStep", "EmbeddingsDispatcher"]
 
@@ -41,6 +45,14 @@ class EmbeddingsCacheStep:
         self.cache = cache
         self.spec = spec
         self.prices = prices
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> EmbeddingsCacheStep | None:
+        """``cache.exact`` again: embeddings are exact-cached by the same switch and store."""
+        spec = sections.cache.exact
+        if not spec.enabled or services.response_cache is None:
+            return None
+        return cls(services.response_cache, spec, services.prices)
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         spec = self.spec

@@ -18,14 +18,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thrifty.core.budgets import RateLimit
 from thrifty.core.tokens.counter import TokenCounter
+from thrifty.errors import error_body
 from thrifty.pipeline.budgets.estimate import RoutesOf, estimate, subject_of
 from thrifty.pipeline.call import Call, Next, Result
-from thrifty.pipeline.conversions import error_body
 from thrifty.pipeline.steps.dispatch import Route
+
+if TYPE_CHECKING:
+    from thrifty.pipeline.services import Sections, Services
 from thrifty.stores.budgets import BudgetStore, RateLine, StoreUnavailable
 from thrifty.stores.budgets.base import SEP
 
@@ -136,6 +139,12 @@ class RateLimitStep:
     def __init__(self, limiter: RateLimiter, routes_of: RoutesOf) -> None:
         self.limiter = limiter
         self.routes_of = routes_of
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> RateLimitStep | None:
+        """On when ``rate_limits.limits`` names any (read into ``services.limits``)."""
+        limiter = services.limits.limiter if services.limits is not None else None
+        return cls(limiter, services.routes_of) if limiter is not None else None
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         limiter = self.limiter

@@ -7,13 +7,16 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from thrifty.core.ledger import LedgerRecord, new_record_id
 from thrifty.core.pricing import Cost, PriceBook, UnknownModelError, format_usd
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
 from thrifty.pipeline.call import Call, Next, Result
+
+if TYPE_CHECKING:
+    from thrifty.pipeline.services import Sections, Services
 
 __all__ = ["RecordStep"]
 
@@ -35,6 +38,11 @@ class RecordStep:
         self.prices = prices
         self.writer = writer
         self.counter = counter
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> RecordStep:
+        """Always on: no call goes unrecorded."""
+        return cls(services.prices, services.writer, services.counter)
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         result = await next_step(call)

@@ -40,13 +40,14 @@ from thrifty.core.routing.rules import RuleSet
 from thrifty.core.routing.tiers import Choice, TierTable
 from thrifty.core.tokens.counter import TokenCounter
 from thrifty.core.usage import Usage
+from thrifty.errors import error_body
 from thrifty.pipeline.call import Call, CallTrace, Next, Result, extra_call_listener, instruction_call
-from thrifty.pipeline.conversions import error_body
 from thrifty.wire.openai_chat import first_message_text
 
 if TYPE_CHECKING:  # numpy: loaded only when a learned router is configured, not by every gateway
     from thrifty.core.routing.embedding import Embedder, Vector
     from thrifty.core.routing.learned import LearnedRouter
+    from thrifty.pipeline.services import Sections, Services
 
 __all__ = [
     "ROUTE_HEADER",
@@ -134,6 +135,37 @@ class RouterStep:
         self.checks = tuple(checks)
         self.check_streams = check_streams
         self.max_escalations = max_escalations
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> RouterStep | None:
+        """``routing:``, over the tier table, rules, learned router and checks that
+        ``services.optimisation`` compiled from it and ``tiers:`` once."""
+        spec, facts = sections.routing, services.optimisation
+        if spec is None or facts is None or facts.tiers is None:
+            return None
+        classifier = None
+        if spec.classifier is not None:
+            c = spec.classifier
+            classifier = ClassifierSettings(c.model, c.prompt, c.max_tokens, c.max_input_chars)
+        default = facts.tiers.index(spec.default_tier) if spec.default_tier is not None else 0
+        return cls(
+            tiers=facts.tiers,
+            policies=spec.policies,
+            rules=facts.rules,
+            default_tier=default or 0,
+            shadow=spec.shadow,
+            upgrade=spec.upgrade,
+            pinned=frozenset(spec.pinned_models),
+            expected_output_tokens=spec.expected_output_tokens,
+            counter=facts.counter,
+            pricer=facts.pricer,
+            priced_as=facts.priced_as,
+            classifier=classifier,
+            learned=facts.learned,
+            checks=facts.checks,
+            check_streams=spec.escalation.streams,
+            max_escalations=spec.escalation.max_steps,
+        )
 
     # -- the step ---------------------------------------------------------------------------
 

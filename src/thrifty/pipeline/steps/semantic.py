@@ -32,7 +32,7 @@ import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from thrifty.config.cache import CacheSpec
@@ -53,6 +53,9 @@ from thrifty.pipeline.steps.cache import (
 )
 from thrifty.semantic.matcher import compared_text, context_key
 from thrifty.semantic.service import EmbeddingSpend, Lookup, SemanticService, Vector
+
+if TYPE_CHECKING:
+    from thrifty.pipeline.services import Sections, Services
 
 __all__ = ["SIMILARITY_HEADER", "SemanticCacheStep"]
 
@@ -97,6 +100,13 @@ class SemanticCacheStep:
         self.cache = cache
         self.prices = prices
         self._counter = counter
+
+    @classmethod
+    def from_config(cls, sections: Sections, services: Services) -> SemanticCacheStep | None:
+        """``cache.semantic``: on when the face opened its service (model and index)."""
+        if services.semantic is None:
+            return None
+        return cls(services.semantic, sections.cache, services.prices, counter=services.counter)
 
     async def __call__(self, call: Call, next_step: Next) -> Result:
         exact = self.cache.exact

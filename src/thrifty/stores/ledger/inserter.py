@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -13,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from thrifty.core.ledger import LEDGER_COLUMNS
+from thrifty.core.retry import backoff_delay
 from thrifty.stores.ledger.base import LedgerStore
 from thrifty.stores.ledger.intents import orphaned_intents
 from thrifty.stores.ledger.journal import orphaned_segments, read_segment
+
+_FIRST_PAUSE_S = 0.05
+_MIN_PAUSE_S = 0.01  # full jitter can draw ~0: never spin on a database that is down
 
 __all__ = ["Inserter", "Row"]
 
@@ -47,8 +52,9 @@ class Inserter:
     def insert(self, rows: Sequence[Row]) -> bool:
         """Insert, retrying with backoff until the database takes the rows. A row the database
         rejects on its own (not an outage) goes to ``rejected.jsonl`` beside the journal.
-        False only when stopping while the database is still down."""
-        delay = 0.05
+        False only when stopping while the database is still down. The pauses are the upstream
+        calls' backoff (``core.retry``), jittered: the writers of many workers that lost one
+        database come back to it spread out, not all at once."""
         failures = 0
         while True:
             try:
@@ -60,8 +66,7 @@ class Inserter:
                     return True
                 if self.stopping() and failures >= 3:
                     return False
-                time.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
+                time.sleep(max(_MIN_PAUSE_S, backoff_delay(failures, _FIRST_PAUSE_S, self.retry_max, random.random)))
             else:
                 if failures:
                     log.warning("ledger: database writes resumed after %d failed attempts", failures)
