@@ -4,19 +4,12 @@ say where each problem is, every problem in one pass."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from thrifty.cli.common import CliError, emit_json, json_option
 
-if TYPE_CHECKING:
-    from thrifty.config.check import CheckedFile
-    from thrifty.config.problems import Problem
-
 __all__ = ["config"]
-
-_OPTIMISATION = ("tiers", "routing", "compression", "output_caps")
 
 
 @click.group()
@@ -39,16 +32,16 @@ def config() -> None:
 def check(path: Path, sections: tuple[str, ...], as_json: bool) -> None:
     """Validate FILE: its schema, references between sections, key variables, prices, the router
     file and custom checks. Every problem is reported, each on a line of its own."""
-    from thrifty.config.check import check_file, section_names
+    from thrifty.config.check import section_names
     from thrifty.config.problems import close_match_hint
+    from thrifty.gateway.checks import check_gateway_file
 
     for name in sections:
         if name not in section_names():
             raise CliError(
                 f"--section {name}: no such section of a gateway config; {close_match_hint(name, section_names())}"
             )
-    checked = check_file(path, sections)
-    problems = checked.problems + _later_stages(checked, path.resolve().parent)
+    checked, problems = check_gateway_file(path, sections)
     lines = [problem.line(str(path)) for problem in problems]
     if as_json:
         emit_json(
@@ -70,41 +63,3 @@ def check(path: Path, sections: tuple[str, ...], as_json: bool) -> None:
         raise CliError(lines[-1])
     what = "" if checked.kind == "gateway" else f" ({checked.kind}: {', '.join(checked.sections) or 'empty'})"
     click.echo(f"{path}: ok{what}")
-
-
-def _later_stages(checked: CheckedFile, base_dir: Path) -> list[Problem]:
-    """Prices of the models, then the router file and the custom checks: each stage once the
-    sections it reads are free of problems."""
-    from thrifty.config.check import touches
-    from thrifty.config.files import ConfigError
-    from thrifty.config.gateway import GatewayConfig
-    from thrifty.config.problems import Problem
-    from thrifty.core.pricing import PriceBook, UnknownModelError
-    from thrifty.gateway.runtime import build_price_book
-    from thrifty.pipeline.optimisation import Optimisation
-
-    if checked.kind == "prices":
-        return []
-    values = checked.values
-    # The sections that validated, as one config: the stages read only the sections they need.
-    config = checked.config or GatewayConfig.model_construct(**{"models": [], "providers": {}, **values})
-    problems: list[Problem] = []
-    book = PriceBook()
-    if "prices" in values and not touches(checked.problems, ("prices", "models")):
-        try:
-            book = build_price_book(config, base_dir)
-        except ConfigError as error:
-            problems.append(Problem("prices", str(error)))
-        else:
-            for index, model in enumerate(config.models):
-                try:
-                    book.quote(model.priced_as)
-                except UnknownModelError as error:
-                    problems.append(Problem(f"models[{index}] ({model.name})", str(error), "set price_as or price"))
-    if any(name in values for name in _OPTIMISATION) and not touches(
-        checked.problems + problems, ("models", *_OPTIMISATION)
-    ):
-        problem = Optimisation.check(config, book, base_dir)
-        if problem is not None:
-            problems.append(Problem.parse(problem))
-    return problems

@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 import socket
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +16,34 @@ import click
 from thrifty.cli.common import CliError
 
 if TYPE_CHECKING:
-    from thrifty.config.gateway import GatewayConfig, ServerSpec
+    import uvicorn
+
+    from thrifty.cli.supervisor import Notify
+    from thrifty.config.gateway import GatewayConfig
+    from thrifty.core.pricing import Catalogue
+    from thrifty.core.tokens.encodings import Encodings
+    from thrifty.gateway.runtime import Runtime
+    from thrifty.gateway.serving import ConfigSource
 from thrifty.core.redact import redact_log_handlers, redact_url
 from thrifty.web.logfmt import LogFormat, configure_logging
 
 __all__ = ["serve"]
+
+log = logging.getLogger("thrifty.gateway")
+
+
+class _WorkerCount(click.ParamType):  # type: ignore[type-arg]  # click's stubs make ParamType generic
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if not text.isdigit() or int(text) < 1:
+            self.fail(f"{value!r}: give a number of workers, 1 or more, or auto (one per core)", param, ctx)
+        return int(text)
 
 
 @click.command()
@@ -52,6 +75,32 @@ __all__ = ["serve"]
     envvar="THRIFTY_ACCESS_LOG",
     help="One line per request (model, status, cache, cost, latency; never the prompt or a key).",
 )
+@click.option(
+    "--workers",
+    type=_WorkerCount(),
+    default="1",
+    show_default=True,
+    envvar="THRIFTY_WORKERS",
+    help="Worker processes on the one port: a number, or auto (the cores this process may run on). "
+    "With more than one, a supervisor replaces a worker that dies. Env: THRIFTY_WORKERS.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    envvar="THRIFTY_DRAIN_TIMEOUT",
+    help="On SIGTERM or SIGINT, how long requests in flight (streams included) may take to finish "
+    "before they are cut; seconds. Env: THRIFTY_DRAIN_TIMEOUT.",
+)
+@click.option(
+    "--listen",
+    "listen_mode",
+    type=click.Choice(["shared", "reuseport"]),
+    default="shared",
+    hidden=True,  # for bench/gateway/workers_balance.py, which measures both
+    help="Several workers: accept on one socket shared by all (shared), or each on its own (SO_REUSEPORT).",
+)
 def serve(
     config_path: Path | None,
     host: str | None,
@@ -60,10 +109,16 @@ def serve(
     log_level: str,
     log_format: LogFormat,
     access_log: bool,
+    workers: int,
+    drain_timeout: float,
+    listen_mode: str,
 ) -> None:
-    """Run the OpenAI- and Anthropic-compatible gateway."""
+    """Run the OpenAI- and Anthropic-compatible gateway.
+
+    SIGTERM or SIGINT: stop taking connections, let requests in flight finish (up to
+    --drain-timeout), write the ledger, exit 0. SIGHUP (or POST /admin/reload): re-read the config
+    file; a file with problems is refused and the running config stays."""
     from thrifty.config.files import ConfigError
-    from thrifty.config.gateway import load_gateway_config
 
     configure_logging(log_level, log_format)
     if not access_log:
@@ -78,38 +133,72 @@ def serve(
     simulator_socket = None
     simulator_url: str | None = None
     if demo:
-        from thrifty.gateway.demo import demo_config
-
         simulator_socket = _bound_socket("127.0.0.1", 0)
         simulator_url = f"http://127.0.0.1:{simulator_socket.getsockname()[1]}"
-        home = Path(os.environ.get("THRIFTY_HOME", ".thrifty"))
-        config = demo_config(simulator_url, home, host or "127.0.0.1", port or 4000)
-        base_dir = Path.cwd()
-    else:
-        assert config_path is not None
-        try:
-            config = load_gateway_config(config_path)
-        except ConfigError as error:
-            raise CliError(str(error)) from None
-        base_dir = config_path.parent
-        _refuse_missing_keys(config, config_path)
+    config, base_dir = _load(config_path, simulator_url, host, port)
     listen_host = host or config.server.host
     listen_port = port or config.server.port
+    reuse_port = workers > 1 and listen_mode == "reuseport"
     try:
-        gateway_socket = _bound_socket(listen_host, listen_port)
+        gateway_socket = _bound_socket(listen_host, listen_port, reuse_port=reuse_port)
     except OSError as error:
         raise CliError(f"cannot listen on {listen_host}:{listen_port}: {error.strerror}") from None
 
-    from thrifty.gateway.app import Gateway
+    from thrifty.core.pricing import Catalogue
+    from thrifty.core.tokens.encodings import Encodings
     from thrifty.gateway.runtime import Runtime
+    from thrifty.gateway.serving import ConfigSource
 
+    catalogue, encodings = Catalogue(), Encodings()  # read-only: shared by reloads, and by forked workers
     try:
-        runtime = Runtime.from_config(config, base_dir)
+        runtime = Runtime.from_config(config, base_dir, catalogue=catalogue, encodings=encodings)
     except (ConfigError, ValueError, LookupError) as error:
         raise CliError(str(error)) from None
     _banner(runtime, f"{listen_host}:{listen_port}", listen_host, simulator_url)
-    _settle_memory()
-    _run(Gateway(runtime), config.server, gateway_socket, simulator_socket)
+    source = None if config_path is None else ConfigSource(config_path, listen_host, catalogue, encodings)
+    plan = Plan(
+        config=config,
+        base_dir=base_dir,
+        source=source,
+        catalogue=catalogue,
+        encodings=encodings,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        drain_timeout=drain_timeout,
+        gateway_socket=gateway_socket,
+        simulator_socket=simulator_socket,
+        workers=workers,
+        reuse_port=reuse_port,
+    )
+    if workers == 1:
+        _settle_memory()
+        plan.serve_here(runtime)
+        return
+    click.echo(f"  workers: {workers}; each response names its own (x-thrifty-worker: PID)", err=True)
+    code = plan.start_workers(runtime)
+    if code:
+        raise SystemExit(code)
+
+
+def _load(
+    config_path: Path | None, simulator_url: str | None, host: str | None, port: int | None
+) -> tuple[GatewayConfig, Path]:
+    """The config to serve and the folder its relative paths are relative to."""
+    from thrifty.config.files import ConfigError
+    from thrifty.config.gateway import load_gateway_config
+
+    if simulator_url is not None:
+        from thrifty.gateway.demo import demo_config
+
+        home = Path(os.environ.get("THRIFTY_HOME", ".thrifty"))
+        return demo_config(simulator_url, home, host or "127.0.0.1", port or 4000), Path.cwd()
+    assert config_path is not None
+    try:
+        config = load_gateway_config(config_path)
+    except ConfigError as error:
+        raise CliError(str(error)) from None
+    _refuse_missing_keys(config, config_path)
+    return config, config_path.parent
 
 
 def _refuse_missing_keys(config: GatewayConfig, path: Path) -> None:
@@ -159,37 +248,131 @@ def _settle_memory() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def _bound_socket(host: str, port: int) -> socket.socket:
+def _bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
 
 
-def _run(
-    app: object, server_spec: ServerSpec, gateway_socket: socket.socket, simulator_socket: socket.socket | None
-) -> None:
-    import uvicorn
-    import uvloop
+@dataclass
+class Plan:
+    """How this ``thrifty serve`` runs: one process serving, or a supervisor and its workers."""
 
-    from thrifty.web.guard import uvicorn_config
+    config: GatewayConfig
+    base_dir: Path
+    source: ConfigSource | None
+    """The config file, for reloads (None: ``--demo``)."""
+    catalogue: Catalogue
+    encodings: Encodings
+    listen_host: str
+    listen_port: int
+    drain_timeout: float
+    gateway_socket: socket.socket
+    simulator_socket: socket.socket | None
+    workers: int
+    reuse_port: bool
 
-    def server(asgi: object) -> uvicorn.Server:
-        config = uvicorn_config(asgi, server_spec)
+    def serve_here(self, runtime: Runtime, notify: Notify | None = None) -> None:
+        """Serve in this process until told to stop (``notify``: in a worker, how it tells its
+        supervisor it is ready and that a reload over HTTP wants the others reloaded)."""
+        from thrifty.gateway.serving import Serving
+        from thrifty.web.server import Served, run_servers
+
+        def after_admin_reload() -> None:
+            if notify is not None:
+                notify("reload")
+
+        serving = Serving(runtime, self.source, worker_header=self.workers > 1, after_admin_reload=after_admin_reload)
+        served = Served(self._uvicorn(serving, self.drain_timeout), self.gateway_socket)
+        helpers = []
+        if self.simulator_socket is not None and notify is None:  # the demo's simulator, in this process
+            helpers.append(Served(self._uvicorn(_simulator_app(), None), self.simulator_socket))
+        run_servers(
+            served,
+            helpers,
+            on_drain=serving.drain,
+            on_hangup=lambda: serving.reload_soon("SIGHUP"),
+            on_started=None if notify is None else (lambda: notify("ready")),
+            parent_pid=None if notify is None else os.getppid(),
+        )
+
+    def start_workers(self, runtime: Runtime) -> int:
+        """Fork the workers and supervise them until they are all done; the exit status."""
+        from thrifty.cli.supervisor import Supervisor
+
+        semantic = runtime.config.cache.semantic
+        if semantic.enabled and not semantic.index.startswith(("postgresql", "postgres")):
+            click.echo(
+                "  WARNING: each worker keeps an in-process semantic index of its own (one shared: pgvector)", err=True
+            )
+        asyncio.run(runtime.stop())  # its stores were opened to check them: each worker opens its own
+        _settle_memory()
+        # Shared: connections queue from now on while the workers start. With SO_REUSEPORT each
+        # worker binds a socket of its own, and this one, never listening, only holds the port.
+        if not self.reuse_port:
+            self.gateway_socket.listen(2048)
+
+        simulator = self.simulator_socket
+        supervisor = Supervisor(
+            self.workers,
+            self._worker,
+            drain_timeout=self.drain_timeout,
+            check=None if self.source is None else self._check,
+            start_helper=None if simulator is None else self._simulator,
+            held=[self.gateway_socket],
+        )
+        return supervisor.run()
+
+    def _worker(self, notify: Notify) -> None:
+        from thrifty.gateway.runtime import Runtime
+
+        if self.simulator_socket is not None:
+            self.simulator_socket.close()
+        if self.reuse_port:  # a socket of its own; the supervisor's only holds the port
+            self.gateway_socket.close()
+            self.gateway_socket = _bound_socket(self.listen_host, self.listen_port, reuse_port=True)
+        runtime = Runtime.from_config(self.config, self.base_dir, catalogue=self.catalogue, encodings=self.encodings)
+        runtime.keys.listen_on(self.listen_host)
+        self.serve_here(runtime, notify)
+
+    def _simulator(self, notify: Notify) -> None:
+        from thrifty.web.server import Served, run_servers
+
+        assert self.simulator_socket is not None
+        self.gateway_socket.close()
+        run_servers(Served(self._uvicorn(_simulator_app(), None), self.simulator_socket))
+
+    def _check(self) -> bool:
+        """The config file again, for workers started from now on: True when it is good; its
+        problems logged otherwise."""
+        from thrifty.gateway.serving import read_config
+
+        assert self.source is not None
+        config, problems = read_config(self.source)
+        if config is None:
+            for line in problems:
+                log.error("reload refused: %s", line)
+            log.error(
+                "reload: %s not applied (%d problem(s)); the running config stays", self.source.path, len(problems)
+            )
+            return False
+        self.config = config
+        return True
+
+    def _uvicorn(self, app: object, drain_timeout: float | None) -> uvicorn.Config:
+        from thrifty.web.guard import uvicorn_config
+
+        config = uvicorn_config(app, self.config.server, drain_timeout_s=drain_timeout)
         redact_log_handlers()  # uvicorn's own handlers, just configured (its loggers do not propagate)
-        return uvicorn.Server(config)
+        return config
 
-    async def main() -> None:
-        servers = [(server(app), gateway_socket)]
-        if simulator_socket is not None:
-            from thrifty.simulator import create_app
 
-            servers.append((server(create_app()), simulator_socket))
-        await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in servers))
+def _simulator_app() -> object:
+    from thrifty.simulator import create_app
 
-    try:
-        uvloop.run(main())
-    except KeyboardInterrupt:
-        sys.exit(0)
+    return create_app()

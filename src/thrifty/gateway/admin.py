@@ -4,6 +4,7 @@
     PUT    /admin/budgets               create or replace one (JSON: scope, value, usd|tokens, window, ...)
     DELETE /admin/budgets?id=ID         delete one (also DELETE /admin/budgets/ID, the id URL-encoded)
     GET    /admin/budgets/status        spend, reserved, remaining and reset time of each
+    POST   /admin/reload                re-read the config file (see ``gateway.serving``)
 
 Off unless ``admin.token_env`` names an environment variable that holds a token; every request
 must present it (``Authorization: Bearer TOKEN`` or ``x-thrifty-admin-token``), else 401.
@@ -28,7 +29,7 @@ from thrifty.pipeline.budgets.status import budget_status
 from thrifty.stores.budgets import StoreUnavailable
 from thrifty.web.asgi import BodyTooLarge, Receive, Scope, Send, header, json_response, read_body, send_response
 
-__all__ = ["admin_token", "handle_admin"]
+__all__ = ["admin_token", "handle_admin", "refusal"]
 
 _MAX_BODY = 64 * 1024
 
@@ -56,15 +57,23 @@ async def _error(send: Send, error: ThriftyError, extra: list[tuple[bytes, bytes
     await send_response(send, status, body, extra, b"application/json")
 
 
-async def handle_admin(runtime: Runtime, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-    ids = [(b"x-thrifty-request-id", request_id.encode())]
+def refusal(runtime: Runtime, scope: Scope) -> ThriftyError | None:
+    """Why this request may not use the admin API (it is off, or the token is missing or wrong);
+    None when it may. Every admin route checks this before it reads the body."""
     token = admin_token(runtime)
     if token is None or runtime.limits is None:
-        await _error(send, NotFound("the admin API is off: set admin.token_env to a variable holding a token"), ids)
-        return
+        return NotFound("the admin API is off: set admin.token_env to a variable holding a token")
     presented = _presented(scope)
     if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
-        await _error(send, AuthError("a valid admin token is required (Authorization: Bearer TOKEN)"), ids)
+        return AuthError("a valid admin token is required (Authorization: Bearer TOKEN)")
+    return None
+
+
+async def handle_admin(runtime: Runtime, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    ids = [(b"x-thrifty-request-id", request_id.encode())]
+    refused = refusal(runtime, scope)
+    if refused is not None or runtime.limits is None:
+        await _error(send, refused or NotFound("the admin API is off"), ids)
         return
     engine = runtime.limits.engine
     path: str = scope["path"].rstrip("/")

@@ -194,8 +194,12 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
     return GuardedHttpToolsProtocol
 
 
-def uvicorn_config(app: object, server: ServerSpec, *, log_level: str = "warning") -> uvicorn.Config:
-    """How the gateway is served: httptools under ``server:``'s connection limits."""
+def uvicorn_config(
+    app: object, server: ServerSpec, *, log_level: str = "warning", drain_timeout_s: float | None = None
+) -> uvicorn.Config:
+    """How the gateway is served: httptools under ``server:``'s connection limits. ``drain_timeout_s``:
+    how long a shutdown waits for requests in flight (streams included) before cancelling them;
+    None: as long as they take."""
     guard = ConnectionGuard(
         max_connections=server.max_connections,
         max_per_client=server.max_connections_per_client,
@@ -212,4 +216,5 @@ def uvicorn_config(app: object, server: ServerSpec, *, log_level: str = "warning
         proxy_headers=False,  # X-Forwarded-* rewriting is for apps that build URLs; this one does not
         server_header=False,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=drain_timeout_s,  # type: ignore[arg-type]  # typed int; used as wait_for's timeout
     )
