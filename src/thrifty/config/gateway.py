@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from thrifty.config.batch import BatchSpec
 from thrifty.config.budgets import AdminSpec, BudgetsSpec, PlansSpec, RateLimitsSpec
 from thrifty.config.budgets import check_references as limits_references
 from thrifty.config.cache import CacheSpec
@@ -228,6 +229,7 @@ class GatewayConfig(_Strict):
     routing: RoutingSpec | None = None
     compression: CompressionSpec | None = None
     output_caps: OutputCapsSpec | None = None
+    batch: BatchSpec = Field(default_factory=BatchSpec)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> GatewayConfig:
@@ -267,6 +269,8 @@ def anchored(config: GatewayConfig, base: Path) -> GatewayConfig:
     changes: dict[str, Any] = {"storage": storage.model_copy(update=update)}
     if config.budgets.store is not None:
         changes["budgets"] = config.budgets.model_copy(update={"store": _anchored_sqlite(config.budgets.store, base)})
+    if config.batch.dir is not None and not Path(config.batch.dir).is_absolute():
+        changes["batch"] = config.batch.model_copy(update={"dir": str(base / config.batch.dir)})
     return config.model_copy(update=changes)
 
 

@@ -17,6 +17,7 @@ from thrifty.core.messages import RequestError
 from thrifty.errors import error_response
 from thrifty.gateway.access import Exchange
 from thrifty.gateway.auth import presented_secret
+from thrifty.gateway.batches import GatewayBatches
 from thrifty.gateway.catalog import Catalog, unknown_model, unknown_route, wants_anthropic_shape
 from thrifty.gateway.embeddings import handle_embeddings
 from thrifty.gateway.intake import (
@@ -59,6 +60,7 @@ class Gateway:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._catalog = Catalog(runtime.routes, runtime.counter)
+        self._batches = GatewayBatches(runtime)
         self._parsing = asyncio.Lock()
         """Held while a large body is parsed and counted on a worker thread: one at a time. The work
         holds the GIL, so two such threads would make the event loop wait twice as long for its
@@ -77,12 +79,14 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
+                    self._batches.start()
                 except Exception as error:
                     log.exception("gateway failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._batches.stop()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -168,6 +172,8 @@ class Gateway:
             body, _ = await self._read_json(scope, receive)
             count, headers = self._catalog.count_tokens(body)
             await json_response(send, 200, count, [*headers, _id_header(request_id)])
+        elif path.startswith(("/v1/files", "/v1/batches")) and path.count("/") >= 2:
+            await self._batches.handle(scope, receive, send, binding, request_id)
         elif path == "/v1/models" and method == "GET":
             models = self._catalog.models(client == "anthropic")
             await json_response(send, 200, models, [_id_header(request_id)])
