@@ -79,14 +79,12 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
-                    self._batches.start()
                 except Exception as error:
                     log.exception("gateway failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._batches.stop()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -7,54 +7,54 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from thrifty.batch.service import BatchParts, BatchService
 from thrifty.errors import BodyTooLarge, BodyTooSlow, Rejection
 from thrifty.gateway.intake import Binding, attribution, build_call, decode_json, directives_of, new_request_id
-from thrifty.gateway.runtime import Runtime
 from thrifty.pipeline.call import Call
 from thrifty.web.asgi import Receive, Scope, Send, header, json_response, read_body
 
-__all__ = ["GatewayBatches"]
+if TYPE_CHECKING:
+    from thrifty.gateway.runtime import Runtime
+
+__all__ = ["GatewayBatches", "open_batches"]
 
 _CHUNK = 1 << 16
 _CREATE_BODY = 64 * 1024
 
 
+def open_batches(runtime: Runtime) -> BatchService | None:
+    """The runtime's batches (None with ``batch.enabled: false``), started: called from
+    ``Runtime.start`` once its HTTP pool, ledger writer, cache and budgets are up."""
+    config = runtime.config
+    if not config.batch.enabled:
+        return None
+    assert runtime.session is not None, "the runtime has not started"
+    storage = config.storage
+    folder = Path(config.batch.dir) if config.batch.dir else storage.resolved_journal_dir().parent / "batches"
+    parts = BatchParts(
+        spec=config.batch,
+        folder=folder,
+        store_path=storage.local_cache_path(),
+        prices=runtime.prices,
+        routes=runtime.routes,
+        counter=runtime.counter,
+        writer=runtime.writer,
+        session=runtime.session,
+        cache_spec=config.cache,
+        response_cache=runtime.response_cache,
+        budgets=runtime.limits.engine if runtime.limits is not None else None,
+    )
+    service = BatchService(parts)
+    service.start()
+    return service
+
+
 class GatewayBatches:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.service: BatchService | None = None
-
-    def start(self) -> None:
-        runtime = self.runtime
-        config = runtime.config
-        if not config.batch.enabled:
-            return
-        assert runtime.session is not None, "the runtime has not started"
-        storage = config.storage
-        folder = Path(config.batch.dir) if config.batch.dir else storage.resolved_journal_dir().parent / "batches"
-        parts = BatchParts(
-            spec=config.batch,
-            folder=folder,
-            store_path=storage.local_cache_path(),
-            prices=runtime.prices,
-            routes=runtime.routes,
-            counter=runtime.counter,
-            writer=runtime.writer,
-            session=runtime.session,
-            cache_spec=config.cache,
-            response_cache=runtime.response_cache,
-            budgets=runtime.limits.engine if runtime.limits is not None else None,
-        )
-        self.service = BatchService(parts)
-        self.service.start()
-
-    async def stop(self) -> None:
-        if self.service is not None:
-            await self.service.stop()
-            self.service = None
 
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, binding: Binding | None, request_id: str
@@ -69,7 +69,7 @@ class GatewayBatches:
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, binding: Binding | None, request_id: str
     ) -> None:
-        service = self.service
+        service = self.runtime.batches
         if service is None:
             raise Rejection(404, "batches are off on this gateway (batch.enabled: false)", code="unknown_route")
         path: str = scope["path"]

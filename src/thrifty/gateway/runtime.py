@@ -35,6 +35,7 @@ from thrifty.stores.ledger import LedgerStore, open_ledger
 from thrifty.stores.ledger.journal_writer import JournalWriter
 
 if TYPE_CHECKING:
+    from thrifty.batch.service import BatchService
     from thrifty.semantic.service import SemanticService
 
 __all__ = ["Runtime", "build_price_book", "build_routes"]
@@ -104,6 +105,8 @@ class Runtime:
     optimisation: Optimisation | None = None
     """Routing, compression and output caps (see ``pipeline.optimisation``)."""
     pipeline: Pipeline | None = None
+    batches: BatchService | None = None
+    """``/v1/files`` and ``/v1/batches`` (``batch:``): opened last in ``start``, closed first in ``stop``."""
     embeddings: Pipeline | None = None
     """``/v1/embeddings``' pipeline (``pipeline.embeddings``), built in ``start`` as ``pipeline`` is."""
     started: bool = field(default=False)
@@ -183,6 +186,9 @@ class Runtime:
         self.pipeline = Pipeline(build(CHAT_STEPS, sections, self._services(self.routes.chain)), self.dispatcher)
         forward = EmbeddingsDispatcher(self._one_route, transport, retry_policy(self.config.retry))
         self.embeddings = Pipeline(build(EMBEDDING_STEPS, sections, self._services(self._one_route)), forward)
+        from thrifty.gateway.batches import open_batches  # it imports this module's type
+
+        self.batches = open_batches(self)
         self.started = True
 
     async def _share_router_embedder(self) -> None:
@@ -217,6 +223,9 @@ class Runtime:
         )
 
     async def stop(self) -> None:
+        if self.batches is not None:
+            await self.batches.stop()
+            self.batches = None
         if self.semantic is not None:
             await self.semantic.stop()  # saves the local index
         if self.response_cache is not None:
