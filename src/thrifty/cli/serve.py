@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,10 +97,14 @@ class _WorkerCount(click.ParamType):  # type: ignore[type-arg]  # click's stubs 
 @click.option(
     "--listen",
     "listen_mode",
-    type=click.Choice(["shared", "reuseport"]),
-    default="shared",
+    type=click.Choice(["reuseport", "shared"]),
+    # Measured (bench/gateway/workers_balance.py): the kernel spreads connections over SO_REUSEPORT
+    # sockets evenly; on one shared socket whichever worker wakes first takes them, and with
+    # kept-alive connections two workers of four were left idle. Elsewhere than Linux
+    # SO_REUSEPORT does not spread connections.
+    default="reuseport" if sys.platform.startswith("linux") else "shared",
     hidden=True,  # for bench/gateway/workers_balance.py, which measures both
-    help="Several workers: accept on one socket shared by all (shared), or each on its own (SO_REUSEPORT).",
+    help="Several workers: each accepts on a socket of its own (SO_REUSEPORT), or all on one shared socket.",
 )
 def serve(
     config_path: Path | None,
@@ -140,6 +145,8 @@ def serve(
     listen_port = port or config.server.port
     reuse_port = workers > 1 and listen_mode == "reuseport"
     try:
+        if reuse_port:  # a port that others hold with SO_REUSEPORT too would be shared with them, silently
+            _bound_socket(listen_host, listen_port).close()
         gateway_socket = _bound_socket(listen_host, listen_port, reuse_port=reuse_port)
     except OSError as error:
         raise CliError(f"cannot listen on {listen_host}:{listen_port}: {error.strerror}") from None

@@ -1,11 +1,13 @@
-"""The supervisor of ``thrifty serve --workers N``: N worker processes forked from it, each serving
-the same listening socket; a worker that dies is replaced; signals are passed on.
+"""The supervisor of ``thrifty serve --workers N``: N worker processes forked from it on one port
+(each on a listening socket of its own with SO_REUSEPORT, the kernel spreading connections over
+them; or all on one socket the supervisor listens on); a worker that dies is replaced; signals
+are passed on. The supervisor serves nothing itself.
 
 - SIGTERM / SIGINT: the workers are told to drain (SIGTERM): each stops accepting, finishes what it
-  has in flight up to the drain timeout, flushes its ledger and exits. The supervisor closes its
-  copy of the socket at once (connections are refused, not queued for nobody) and exits 0 once
-  every worker has exited cleanly; one still running well past the drain timeout is killed (exit 1).
-  A second SIGINT tells the workers to stop waiting.
+  has in flight up to the drain timeout, flushes its ledger and exits. The supervisor closes the
+  socket it holds at once (connections are refused, not queued for nobody) and exits 0 once every
+  worker has exited cleanly; one still running well past the drain timeout is killed (exit 1). A
+  second SIGINT tells the workers to stop waiting.
 - SIGHUP: the config file is checked here first (``check``): a bad one is refused, every problem
   logged, and nothing changes anywhere; a good one is what workers started from then on get, and
   SIGHUP goes on to each worker, which reloads (see ``thrifty.gateway.serving``). A worker still
@@ -235,7 +237,9 @@ class Supervisor:
                     child.stale = False
                     _signal(child.pid, signal.SIGHUP)
                 workers = self._of_kind("worker")
-                if not self._announced and len(workers) == self._workers and all(w.ready for w in workers):
+                if self._announced:
+                    log.info("worker %d ready", child.pid)
+                elif len(workers) == self._workers and all(w.ready for w in workers):
                     self._announced = True
                     log.info("%d workers ready (pids %s)", len(workers), ", ".join(str(w.pid) for w in workers))
             elif what == "reload" and not self._stopping:
