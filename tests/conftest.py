@@ -51,11 +51,15 @@ def simulator_url() -> Iterator[str]:
 
 @pytest.fixture
 def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    """A gateway with the test models (tests.support.gateway) in front of the simulated upstream."""
+    """A gateway with the test models (tests.support.gateway) in front of the simulated upstream;
+    the faults a test armed in the (shared) simulator are cleared after it."""
+    import httpx2
+
     from tests.support.gateway import running_gateway
 
     with running_gateway(simulator_url, tmp_path) as running:
         yield running
+    httpx2.delete(f"{simulator_url}/_simulator/faults")
 
 
 @pytest.fixture

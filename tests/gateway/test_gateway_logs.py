@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,12 @@ import openai
 import pytest
 
 from tests.cli.test_cli_gateway import free_port
-from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.gateway import RunningGateway
 from tests.support.processes import wait_ready
 from thrifty.web.logfmt import JsonFormatter
 
 SECRET_PROMPT = "the launch code is swordfish-4471"
 ASK = [{"role": "user", "content": f"Remember this: {SECRET_PROMPT}."}]
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
-    httpx2.delete(f"{simulator_url}/_simulator/faults")
 
 
 @pytest.fixture

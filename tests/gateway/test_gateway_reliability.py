@@ -4,7 +4,6 @@ priced from what the provider billed."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -15,13 +14,6 @@ from tests.support.gateway import RunningGateway, expected_cost, running_gateway
 from thrifty.core.usage import Usage
 
 HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
-
-
-@pytest.fixture
-def gateway(simulator_url: str, tmp_path: Path) -> Iterator[RunningGateway]:
-    with running_gateway(simulator_url, tmp_path) as running:
-        yield running
-    httpx2.delete(f"{simulator_url}/_simulator/faults")
 
 
 @pytest.fixture
