@@ -16,9 +16,11 @@ from thrifty.cli.cache_eval import cache_calibrate
 from thrifty.cli.config_cmd import config
 from thrifty.cli.estimate import estimate
 from thrifty.cli.evaluate import evaluate
+from thrifty.cli.gate import gate
 from thrifty.cli.keys import keys
 from thrifty.cli.ledger import demo
 from thrifty.cli.pricing import models, price
+from thrifty.cli.replay_cmd import replay
 from thrifty.cli.report import report
 from thrifty.cli.routing import router
 from thrifty.cli.serve import serve
@@ -38,6 +40,8 @@ for command in (serve, simulate, count, price, estimate, models, report, keys, c
     cli.add_command(command)
 cli.add_command(router)  # thrifty router train
 cli.add_command(evaluate)  # thrifty eval cache | router
+cli.add_command(replay)  # thrifty replay
+cli.add_command(gate)  # thrifty gate
 cache.add_command(cache_calibrate)  # thrifty cache calibrate
 
 

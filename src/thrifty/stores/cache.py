@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -47,10 +48,14 @@ class _Warner:
 class LocalCache:
     """An LRU in process memory in front of a SQLite table. ``thrifty cache clear`` in another
     process bumps a generation number that every gateway checks once a second, dropping its
-    memory copies, so a clear takes effect everywhere within a second."""
+    memory copies, so a clear takes effect everywhere within a second. ``clock``: the time entries
+    expire by (a replay runs them on the traffic's own clock)."""
 
-    def __init__(self, path: str | Path, memory_entries: int = 10_000) -> None:
+    def __init__(
+        self, path: str | Path, memory_entries: int = 10_000, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._path = str(path)
+        self._clock = clock
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -86,7 +91,7 @@ class LocalCache:
 
     async def get(self, namespace: str, key: str) -> bytes | None:
         full = f"{namespace}\x00{key}"
-        now = time.time()
+        now = self._clock()
         try:
             with self._lock:
                 self._fresh_memory()
@@ -109,7 +114,7 @@ class LocalCache:
 
     async def put(self, namespace: str, key: str, value: bytes, ttl_s: int) -> None:
         full = f"{namespace}\x00{key}"
-        expires = time.time() + ttl_s
+        expires = self._clock() + ttl_s
         try:
             with self._lock:
                 self._remember(full, expires, value)
@@ -119,7 +124,7 @@ class LocalCache:
                 )
                 self._puts += 1
                 if self._puts % 1000 == 0:
-                    self._conn.execute("DELETE FROM response_cache WHERE expires_at <= ?", (time.time(),))
+                    self._conn.execute("DELETE FROM response_cache WHERE expires_at <= ?", (self._clock(),))
         except sqlite3.Error as error:
             self._warn("cache: writing SQLite failed", error)
 
