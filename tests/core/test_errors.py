@@ -42,6 +42,9 @@ INTERNAL = {
     f"thrifty.simulator.{name}": "the simulated provider's own answers and plumbing: it plays the upstream, "
     "apart from the product, and imports nothing of it beyond core's wire formats (issue 9.6)"
     for name in ("admin.AdminError", "common.ApiError", "asgi.BodyTooLarge", "asgi.ClientGone")
+} | {
+    "thrifty.wire.openai_batches.LineProblem": "one input line's problem, caught where a batch file is read and "
+    "returned in the batch's own errors list (OpenAI's BatchError shape); it never reaches a face",
 }
 """Exception classes that are not thrifty's errors, and why."""
 

@@ -18,8 +18,8 @@ from thrifty.replay.traffic import TrafficError
 __all__ = ["gate"]
 
 
-class GateFailed(click.ClickException):
-    """Over the threshold: exit status 1 (the output above says what grew)."""
+class GateFailed(CliError):
+    """Over the threshold: exit status 1 (the output above says what grew), not bad input's 2."""
 
     exit_code = 1
 
