@@ -32,7 +32,9 @@ from thrifty.pipeline.call import Call
 from thrifty.pipeline.steps.dispatch import Route, Routes
 from thrifty.providers.sse import encode_event
 from thrifty.providers.transport import MemoryResponse, Timeouts, TransportError, UpstreamResponse
+from thrifty.wire.anthropic_messages import text_message
 from thrifty.wire.formats import wire_format
+from thrifty.wire.openai_chat import text_completion
 
 __all__ = ["REPLAYED_TEXT", "ReplayTransport", "Target"]
 
@@ -132,37 +134,5 @@ class ReplayTransport:
 def _answer(route: Route, usage: Usage, text: str) -> dict[str, Any]:
     """A whole answer in the provider's format, reporting ``usage``."""
     if route.upstream.wire == "anthropic":
-        written = usage.cache_write_tokens
-        return {
-            "id": "msg_replay",
-            "type": "message",
-            "role": "assistant",
-            "model": route.upstream_model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {
-                "input_tokens": usage.input_tokens - usage.cache_read_tokens - written,
-                "output_tokens": usage.output_tokens,
-                "cache_read_input_tokens": usage.cache_read_tokens,
-                "cache_creation_input_tokens": written,
-                "cache_creation": {
-                    "ephemeral_5m_input_tokens": usage.cache_write_5m_tokens,
-                    "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
-                },
-            },
-        }
-    return {
-        "id": "chatcmpl-replay",
-        "object": "chat.completion",
-        "created": 0,
-        "model": route.upstream_model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        },
-    }
+        return text_message(route.upstream_model, text, usage)
+    return text_completion(route.upstream_model, text, usage)

@@ -23,6 +23,7 @@ from thrifty.core.messages import (
     ToolCall,
     ToolResultPart,
 )
+from thrifty.core.usage import Usage
 
 __all__ = [
     "message_text",
@@ -31,6 +32,7 @@ __all__ = [
     "parse_anthropic_system",
     "parse_anthropic_tools",
     "render_anthropic_request",
+    "text_message",
 ]
 
 _KNOWN = frozenset({"model", "messages", "system", "tools", "max_tokens", "stream", "temperature"})
@@ -297,3 +299,28 @@ def message_text(body: Mapping[str, Any]) -> str:
         elif block.get("type") == "tool_use":
             parts.append(orjson.dumps(block.get("input", {})).decode())
     return "".join(parts)
+
+
+def text_message(model: str, text: str, usage: Usage) -> dict[str, Any]:
+    """A whole text message answering ``text``, reporting ``usage`` in Anthropic's terms (input
+    tokens exclude the cache's reads and writes)."""
+    written = usage.cache_write_tokens
+    return {
+        "id": "msg_replay",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": usage.input_tokens - usage.cache_read_tokens - written,
+            "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cache_read_tokens,
+            "cache_creation_input_tokens": written,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage.cache_write_5m_tokens,
+                "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+            },
+        },
+    }

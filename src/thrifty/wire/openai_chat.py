@@ -23,6 +23,7 @@ from thrifty.core.messages import (
     ToolCall,
     ToolResultPart,
 )
+from thrifty.core.usage import Usage
 
 __all__ = [
     "chunk_choices",
@@ -33,6 +34,7 @@ __all__ = [
     "parse_openai_request",
     "parse_openai_tools",
     "render_openai_request",
+    "text_completion",
 ]
 
 _ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -342,3 +344,21 @@ def first_message_text(raw: bytes | None) -> str | None:
     choice = first_choice(body) if isinstance(body, dict) else None
     content = (choice.get("message") or {}).get("content") if choice is not None else None
     return content if isinstance(content, str) else None
+
+
+def text_completion(model: str, text: str, usage: Usage) -> dict[str, Any]:
+    """A whole one-choice chat completion answering ``text``, reporting ``usage`` (a replayed answer)."""
+    return {
+        "id": "chatcmpl-replay",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        },
+    }
