@@ -138,3 +138,17 @@ def test_a_provider_embedders_calls_are_recorded_in_process(simulator_url: str, 
     assert hit.cost is not None and hit.cost.total == 0
     assert Decimal(hit.details["semantic_cache"]["embedding_cost_usd"]) == spent
     assert miss.cost is not None and hit.savings == {"semantic_cache": miss.cost.total - spent}
+
+
+def test_feedback_in_process_evicts_a_wrong_answer(runtime: thrifty.Thrifty, simulator_url: str) -> None:
+    client = runtime.wrap(openai.OpenAI(base_url=f"{simulator_url}/v1", api_key="sk-test"), team="docs")
+    ask(client, FIRST)
+    hit = ask(client, PARAPHRASE)
+    assert hit.headers["x-thrifty-cache"] == "semantic"
+    outcome = runtime.feedback(hit.headers["x-thrifty-request-id"], "wrong", note="not what was asked")
+    assert outcome["evicted"] == ["exact", "semantic"] and outcome["cache_status"] == "semantic"
+    assert ask(client, PARAPHRASE).headers["x-thrifty-cache"] == "miss"
+    with pytest.raises(thrifty.errors.InvalidRequest, match="verdict"):
+        runtime.feedback(hit.headers["x-thrifty-request-id"], "maybe")
+    with pytest.raises(thrifty.errors.NotFound):
+        runtime.feedback("req_not_a_call", "wrong")

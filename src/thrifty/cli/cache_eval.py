@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -226,7 +227,31 @@ def _ceiling_line(labels: dict[str, Any], target: float | None) -> str:
 
 
 @click.command("calibrate")
-@_pairs_option
+@click.option(
+    "--pairs",
+    "pairs_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV of labelled pairs: sentence1,sentence2,label or question1,question2,is_duplicate.",
+)
+@click.option(
+    "--from-feedback",
+    is_flag=True,
+    help="Calibrate each namespace on the verdicts sent on its semantic hits (POST /v1/thrifty/feedback), "
+    "read from the config's ledger, instead of on --pairs.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="--from-feedback: only verdicts from this UTC date or time on.",
+)
+@click.option("--write", is_flag=True, help="--from-feedback: raise the namespaces' thresholds in the config.")
+@click.option(
+    "--min-labels",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="--from-feedback: a namespace with fewer judged hits is left as it is.",
+)
 @click.option("--target-precision", required=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option(
     "--config",
@@ -253,7 +278,11 @@ def _ceiling_line(labels: dict[str, Any], target: float | None) -> str:
 @_min_hits_option
 @json_option
 def cache_calibrate(
-    pairs_file: Path,
+    pairs_file: Path | None,
+    from_feedback: bool,
+    since: datetime | None,
+    write: bool,
+    min_labels: int,
     target_precision: float,
     config_file: Path,
     guard: bool | None,
@@ -264,7 +293,18 @@ def cache_calibrate(
     as_json: bool,
 ) -> None:
     """Find the lowest semantic-cache threshold that reaches the target precision on the pairs'
-    calibration split, and write it to the config as cache.semantic.threshold."""
+    calibration split, and write it to the config as cache.semantic.threshold; or, with
+    --from-feedback, each namespace's from the verdicts on its hits."""
+    if from_feedback:
+        if pairs_file is not None:
+            raise CliError("--pairs and --from-feedback: choose one")
+        from thrifty.cli.cache_feedback import calibrate_from_feedback
+
+        moment = since.replace(tzinfo=UTC) if since is not None else None
+        calibrate_from_feedback(config_file, target_precision, moment, write, min_labels, as_json)
+        return
+    if pairs_file is None:
+        raise CliError("--pairs FILE (labelled pairs) or --from-feedback is needed")
     from thrifty.config.files import ConfigError, load_document
     from thrifty.semantic.calibration import curve, label_ceiling, lowest_threshold, split
     from thrifty.semantic.calibration import sample as take

@@ -109,6 +109,23 @@ class Thrifty:
         wrapped: C = copy(http_client=http_client, max_retries=0)
         return wrapped
 
+    def feedback(self, request_id: str, verdict: str, *, note: str | None = None) -> dict[str, Any]:
+        """Say a call's answer was ``"wrong"`` (or ``"right"``): a wrong one is evicted from the
+        caches at once, so no one is served it again, and the verdict is kept as a label for
+        ``thrifty cache calibrate --from-feedback``. ``request_id``: the call's
+        ``x-thrifty-request-id`` response header. Raises ``thrifty.errors.InvalidRequest`` for a
+        bad verdict and ``thrifty.errors.NotFound`` for an id not in the ledger."""
+        from thrifty.core.feedback import parse_feedback
+
+        body: dict[str, Any] = {"request_id": request_id, "verdict": verdict}
+        if note is not None:
+            body["note"] = note
+        checked = parse_feedback(body)
+        runtime = self.runtime
+        runtime.writer.flush(timeout=5.0)  # the call's row is in the ledger before it is looked up
+        outcome = runtime.submit(runtime.feedback.submit(checked, None)).result()
+        return outcome.as_json()
+
     def close(self) -> None:
         """Write out the ledger and stop (also done at interpreter exit)."""
         self.runtime.close()

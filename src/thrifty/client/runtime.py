@@ -36,6 +36,7 @@ from thrifty.errors import ThriftyClosed
 from thrifty.pipeline import Call, Pipeline, Result
 from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.build import CHAT_STEPS, EMBEDDING_STEPS, Sections, Services, build, retry_policy
+from thrifty.pipeline.feedback import FeedbackService
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.steps.dispatch import Dispatcher, Route, Routes
@@ -44,6 +45,7 @@ from thrifty.providers.transport import AiohttpTransport
 from thrifty.providers.upstream import new_session
 from thrifty.stores.cache import LocalCache
 from thrifty.stores.ledger import LedgerWriter, open_ledger
+from thrifty.stores.ledger.feedback import FeedbackStore
 
 if TYPE_CHECKING:
     from thrifty.semantic.service import SemanticService
@@ -156,6 +158,8 @@ class InProcessRuntime:
             optimisation=optimisation,
             limits=self.limits,
         )
+        # Verdicts on answers (``Thrifty.feedback``): kept beside the ledger, wrong answers evicted.
+        self.feedback = FeedbackService(FeedbackStore(ledger_url), self.cache, self.response_cache, self.semantic)
         sections = Sections.of_client(self.cache, optimise)
         self.pipeline = Pipeline(build(CHAT_STEPS, sections, services), self._dispatch)
         self.embeddings = Pipeline(build(EMBEDDING_STEPS, sections, services), self._embed)
@@ -274,6 +278,7 @@ class InProcessRuntime:
             if self.response_cache is not None:
                 self._on_loop(self.response_cache.close()).result(timeout=10)
             self._on_loop(self._session.close()).result(timeout=10)
+            self.feedback.store.close()
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)

@@ -20,6 +20,7 @@ from thrifty.gateway.auth import presented_secret
 from thrifty.gateway.batches import GatewayBatches
 from thrifty.gateway.catalog import Catalog, unknown_model, unknown_route, wants_anthropic_shape
 from thrifty.gateway.embeddings import handle_embeddings
+from thrifty.gateway.feedback import handle_feedback
 from thrifty.gateway.intake import (
     Binding,
     Rejection,
@@ -172,6 +173,12 @@ class Gateway:
             await json_response(send, 200, count, [*headers, _id_header(request_id)])
         elif path.startswith(("/v1/files", "/v1/batches")) and path.count("/") >= 2:
             await self._batches.handle(scope, receive, send, binding, request_id)
+        elif path == "/v1/thrifty/feedback":
+            if method != "POST":
+                raise Rejection(405, f"{path} takes POST")
+            body, _ = await self._read_json(scope, receive)
+            outcome = await handle_feedback(self.runtime, body, binding)
+            await json_response(send, 200, outcome, [_id_header(request_id)])
         elif path == "/v1/models" and method == "GET":
             models = self._catalog.models(client == "anthropic")
             await json_response(send, 200, models, [_id_header(request_id)])

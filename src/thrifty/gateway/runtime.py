@@ -23,6 +23,7 @@ from thrifty.pipeline import Pipeline
 from thrifty.pipeline.attempts import AttemptLedger
 from thrifty.pipeline.budgets.estimate import RoutesOf
 from thrifty.pipeline.build import CHAT_STEPS, EMBEDDING_STEPS, Sections, Services, build, retry_policy
+from thrifty.pipeline.feedback import FeedbackService
 from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.steps.dispatch import Dispatcher, Route, Routes
@@ -32,6 +33,7 @@ from thrifty.providers.upstream import Upstream, new_session
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
 from thrifty.stores.keys import open_keys
 from thrifty.stores.ledger import LedgerStore, open_ledger
+from thrifty.stores.ledger.feedback import FeedbackStore
 from thrifty.stores.ledger.journal_writer import JournalWriter
 
 if TYPE_CHECKING:
@@ -109,6 +111,8 @@ class Runtime:
     """``/v1/files`` and ``/v1/batches`` (``batch:``): opened last in ``start``, closed first in ``stop``."""
     embeddings: Pipeline | None = None
     """``/v1/embeddings``' pipeline (``pipeline.embeddings``), built in ``start`` as ``pipeline`` is."""
+    feedback: FeedbackService | None = None
+    """``POST /v1/thrifty/feedback``: verdicts kept beside the ledger, wrong answers evicted."""
     started: bool = field(default=False)
 
     @classmethod
@@ -186,6 +190,9 @@ class Runtime:
         self.pipeline = Pipeline(build(CHAT_STEPS, sections, self._services(self.routes.chain)), self.dispatcher)
         forward = EmbeddingsDispatcher(self._one_route, transport, retry_policy(self.config.retry))
         self.embeddings = Pipeline(build(EMBEDDING_STEPS, sections, self._services(self._one_route)), forward)
+        self.feedback = FeedbackService(
+            FeedbackStore(self.config.storage.ledger), cache, self.response_cache, self.semantic
+        )
         from thrifty.gateway.batches import open_batches  # it imports this module's type
 
         self.batches = open_batches(self)
@@ -226,6 +233,8 @@ class Runtime:
         if self.batches is not None:
             await self.batches.stop()
             self.batches = None
+        if self.feedback is not None:
+            self.feedback.store.close()
         if self.semantic is not None:
             await self.semantic.stop()  # saves the local index
         if self.response_cache is not None:

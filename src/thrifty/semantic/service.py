@@ -80,6 +80,8 @@ class Lookup:
     seconds: float = 0.0
     embedding: EmbeddingSpend | None = None
     """The provider embedding call this lookup made and must be billed for, if it made one."""
+    entry_id: str | None = None
+    """The hit's entry: what feedback on the answer evicts."""
 
 
 def index_file(cache_path: Path) -> Path:
@@ -332,7 +334,9 @@ class SemanticService:
         if not decision.hit or decision.entry_id is None:
             return Lookup(False, decision.reason, decision.similarity, None, vector, decision.probability, seconds)
         raw_hit = raws[decision.entry_id]
-        return Lookup(True, "hit", decision.similarity, raw_hit, vector, decision.probability, seconds)
+        return Lookup(
+            True, "hit", decision.similarity, raw_hit, vector, decision.probability, seconds, entry_id=decision.entry_id
+        )
 
     async def _forget(self, namespace: str, context: str, entry_id: str) -> None:
         index = self.index
@@ -341,6 +345,15 @@ class SemanticService:
         with self._meta:
             self._expires.pop((namespace, context, entry_id), None)
         self._dirty = True
+
+    async def evict(self, namespace: str, context: str | None, entry_id: str) -> bool:
+        """Drop one entry (an answer judged wrong): the entry everywhere its store is shared, and
+        its vector from the index (when the context is known; else a lookup that finds the vector
+        without its entry forgets it then). Whether the entry was there."""
+        dropped = await self.entries.delete(namespace, entry_id)
+        if context is not None and self.index is not None:
+            await self._forget(namespace, context, entry_id)
+        return dropped
 
     async def store(
         self, namespace: str, context: str, entry_id: str, value: bytes, vector: Vector, ttl_s: int

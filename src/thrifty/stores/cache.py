@@ -25,6 +25,10 @@ class ResponseCache(Protocol):
 
     async def put(self, namespace: str, key: str, value: bytes, ttl_s: int) -> None: ...
 
+    async def delete(self, namespace: str, key: str) -> bool:
+        """Drop one entry (an answer judged wrong), everywhere the store is shared; whether it was there."""
+        ...
+
     def clear(self, namespace: str | None = None) -> int:
         """Drop every entry (of one namespace); the number dropped (an estimate for Redis)."""
         ...
@@ -128,6 +132,26 @@ class LocalCache:
         except sqlite3.Error as error:
             self._warn("cache: writing SQLite failed", error)
 
+    async def delete(self, namespace: str, key: str) -> bool:
+        """The row goes, and the generation moves on so every process drops its memory copies
+        within a second (as ``clear`` does): an answer judged wrong is served nowhere again."""
+        full = f"{namespace}\x00{key}"
+        with self._lock:
+            self._memory.pop(full, None)
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                dropped = self._conn.execute("DELETE FROM response_cache WHERE key = ?", (full,)).rowcount
+                self._conn.execute(
+                    "INSERT INTO response_cache_meta (name, value) VALUES ('generation', 1) "
+                    "ON CONFLICT (name) DO UPDATE SET value = value + 1"
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._generation = self._read_generation()
+            return dropped > 0
+
     def _remember(self, full: str, expires: float, value: bytes) -> None:
         if self._memory_entries == 0:
             return
@@ -192,6 +216,9 @@ class RedisCache:
             await self._client.set(self._key(namespace, key), value, ex=ttl_s)
         except Exception as error:
             self._warn("cache: Redis unavailable", error)
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        return int(await self._client.delete(self._key(namespace, key))) > 0
 
     def clear(self, namespace: str | None = None) -> int:
         import redis

@@ -80,6 +80,12 @@ class PgResponseCache:
         except Exception as error:
             self._warn("semantic cache: writing PostgreSQL failed", error)
 
+    async def delete(self, namespace: str, key: str) -> bool:
+        rows = await asyncio.to_thread(
+            self._run, f"DELETE FROM {_TABLE} WHERE namespace = %s AND key = %s", (namespace, key)
+        )
+        return bool(rows and rows[0][0])
+
     def clear(self, namespace: str | None = None) -> int:
         if namespace is None:
             rows = self._run(f"DELETE FROM {_TABLE}")

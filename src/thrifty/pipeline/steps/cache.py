@@ -76,6 +76,7 @@ class ExactCacheStep:
         who = call.attribution
         namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)
         key = exact_key(call.body, call.client_api, call.model, call.cache_version)
+        call.details["cache_key"] = key  # the entry this answer is (or comes from): feedback evicts it
         stored = await self.cache.get(namespace, key)
         if stored is not None:
             entry = load_entry(stored)

@@ -134,15 +134,16 @@ class SemanticCacheStep:
                 hit = entry
         row, spent = self._embedding_row(call, found.embedding, hit=hit is not None)
         if hit is not None:
-            answered = self._hit(call, hit, found, spent)
+            answered = self._hit(call, hit, found, spent, context)
             answered.records.extend(row)
             return answered
-        call.details["semantic_cache"] = _miss_details(found, spent)
+        entry_id = "s:" + hashlib.sha256(f"{context}\x00{text}".encode()).hexdigest()
+        # Where this answer will be stored: feedback that it was wrong evicts it from there.
+        call.details["semantic_cache"] = {**_miss_details(found, spent), "entry": entry_id, "context": context}
         result = settled(await next_step(call.replace(cache_status="miss")), "miss")
         result.records.extend(row)
         if result.status != 200 or result.cache_status != "miss" or found.vector is None:
             return result
-        entry_id = "s:" + hashlib.sha256(f"{context}\x00{text}".encode()).hexdigest()
         ttl = spec.ttl_for(namespace)
         vector = found.vector
         limit = exact.max_entry_bytes
@@ -175,7 +176,7 @@ class SemanticCacheStep:
         except Exception:
             return False
 
-    def _hit(self, call: Call, entry: dict[str, Any], found: Lookup, spent: _Spent | None) -> Result:
+    def _hit(self, call: Call, entry: dict[str, Any], found: Lookup, spent: _Spent | None, context: str) -> Result:
         result = cache_hit_result(call, entry, "semantic", "semantic_cache", self.prices)
         similarity = round(found.similarity or 0.0, 4)
         call.details["similarity"] = similarity
@@ -183,6 +184,8 @@ class SemanticCacheStep:
             "similarity": similarity,
             "verifier_probability": None if found.probability is None else round(found.probability, 4),
             "lookup_ms": round(found.seconds * 1000, 3),
+            "entry": found.entry_id,  # what feedback that the answer was wrong evicts
+            "context": context,
             **(spent.details() if spent is not None else {}),
         }
         if spent is not None and spent.cost is not None and "semantic_cache" in call.savings:
