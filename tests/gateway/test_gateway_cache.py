@@ -227,3 +227,31 @@ def test_report_shows_hit_rates_and_savings_per_strategy(gateway: RunningGateway
     assert report["cache"] == {"miss": 1, "hit": 2}
     assert miss.cost is not None
     assert Decimal(report["savings_usd"]["exact_cache"]) == 2 * miss.cost.total
+
+
+def test_report_says_why_calls_bypassed_the_caches_and_how_to_opt_in(gateway: RunningGateway) -> None:
+    import json
+
+    client = gpt(gateway)
+    unset: dict[str, Any] = {"model": "gpt-4o-mini", "messages": QUESTION, "max_tokens": 20}  # the SDKs' default
+    for _ in range(3):
+        assert client.chat.completions.with_raw_response.create(**unset).headers["x-thrifty-cache"] == "bypass"
+    warm = client.chat.completions.with_raw_response.create(**unset, temperature=0.7)
+    assert warm.headers["x-thrifty-cache"] == "bypass"
+    assert ask(gpt(gateway, **{"x-thrifty-cache": "off"})).headers["x-thrifty-cache"] == "bypass"
+    ask(client)  # temperature 0: cached as usual
+    rows = gateway.records(6)
+    assert sorted(str(r.details.get("cache_bypass")) for r in rows) == [
+        "None",
+        "off",
+        "temperature_above_0",
+        "temperature_unset",
+        "temperature_unset",
+        "temperature_unset",
+    ]
+    cli = [sys.executable, "-m", "thrifty.cli.main", "report", "--ledger", gateway.runtime.config.storage.ledger]
+    document = json.loads(subprocess.run([*cli, "--json"], capture_output=True, text=True, check=True).stdout)
+    assert document["cache_bypass"] == {"temperature_unset": 3, "temperature_above_0": 1, "off": 1}
+    text = subprocess.run(cli, capture_output=True, text=True, check=True).stdout
+    assert "bypassed the caches: 3 temperature unset" in text
+    assert "temperature: 0" in text and "x-thrifty-cache: force" in text

@@ -124,6 +124,7 @@ def report(
         click.echo(f"  {overall.unpriced_calls:,} calls have no known price and are not in the total")
     _print_lower_bounds(gathered.partial)
     _print_savings(overall, gathered.hits, gathered.savings)
+    _print_bypasses(gathered.bypasses)
     for group, rows in gathered.sections.items():
         latencies = gathered.latencies[group]
         click.echo(f"\nby {group}:")
@@ -152,6 +153,7 @@ class _Gathered:
     partial: list[Totals]
     savings: dict[str, Decimal]
     budget_rows: list[dict[str, Any]] | None
+    bypasses: dict[str, int]
 
 
 def _gather(
@@ -166,6 +168,7 @@ def _gather(
         savings = store.savings(since, until)
     finally:
         store.close()
+    bypasses = _bypasses(url, since, until) if any(t.key == "bypass" for t in caching) else {}
     return _Gathered(
         sections=sections,
         latencies=latencies,
@@ -174,6 +177,7 @@ def _gather(
         partial=[t for t in by_status if t.key in LOWER_BOUND_STATUSES],
         savings=savings,
         budget_rows=budget_report(url, budgets_url),
+        bypasses=bypasses,
     )
 
 
@@ -192,6 +196,7 @@ def _document(url: str, since: datetime | None, until: datetime | None, gathered
         "until": until,
         "totals": _totals_json(gathered.overall),
         "cache": gathered.hits,
+        "cache_bypass": gathered.bypasses,
         "lower_bounds": _lower_bounds_json(gathered.partial),
         "savings_usd": {k: format_usd(v) for k, v in gathered.savings.items()},
         "by": {g: [row(g, t) for t in rows] for g, rows in gathered.sections.items()},
@@ -230,6 +235,38 @@ def _print_savings(overall: Totals, hits: dict[str | None, int], savings: dict[s
         detail = ", ".join(f"{k} {usd(v)}" for k, v in sorted(savings.items(), key=lambda kv: -kv[1]))
         percent = f" ({total / spent_without * 100:.1f}% of {usd(spent_without)})" if spent_without > 0 else ""
         click.echo(f"  saved {usd(total)}{percent}: {detail}")
+
+
+def _bypasses(url: str, since: datetime | None, until: datetime | None) -> dict[str, int]:
+    """Calls that bypassed the caches, by why (``details.cache_bypass``; rows written before
+    thrifty recorded it are ``unrecorded``)."""
+    from thrifty.stores.ledger.details import count_detail
+
+    try:
+        counted = count_detail(url, "cache_bypass", cache_status="bypass", since=since, until=until)
+    except Exception as error:
+        raise store_error("the ledger", url, error) from None
+    out: dict[str, int] = {}
+    for value, n in counted.items():
+        key = (
+            "unrecorded" if value is None else "temperature_above_0_or_unset" if value.startswith("sampled") else value
+        )
+        out[key] = out.get(key, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _print_bypasses(bypasses: dict[str, int]) -> None:
+    from thrifty.pipeline.steps.cache import BYPASS_CAUSES
+
+    if not bypasses:
+        return
+    parts = ", ".join(f"{n:,} {BYPASS_CAUSES.get(k, k.replace('_', ' '))}" for k, n in bypasses.items())
+    click.echo(f"  bypassed the caches: {parts}")
+    if any(k != "off" for k in bypasses):
+        click.echo(
+            "    sampled calls are never cached, since each answer is drawn anew; to cache them send "
+            "temperature: 0, or set cache.exact.sampled: cache, or send x-thrifty-cache: force"
+        )
 
 
 _PARTIAL_NAMES = {"interrupted": "interrupted", "timeout": "timed out", "incomplete": "cut short"}

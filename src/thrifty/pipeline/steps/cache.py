@@ -25,11 +25,13 @@ if TYPE_CHECKING:
     from thrifty.pipeline.services import Sections, Services
 
 __all__ = [
+    "BYPASS_CAUSES",
     "ExactCacheStep",
     "bypass_reason",
     "cache_hit_result",
     "encode_entry",
     "load_entry",
+    "note_bypass",
     "price_stored",
     "settled",
     "stored_stream",
@@ -51,6 +53,25 @@ def bypass_reason(call: Call, spec: ExactCacheSpec) -> str | None:
     return None
 
 
+BYPASS_CAUSES = {
+    "temperature_unset": "temperature unset (the SDKs' default, which the providers sample at 1)",
+    "temperature_above_0": "temperature above 0",
+    "off": "x-thrifty-cache: off",
+}
+"""Why a call bypassed the response caches, as its ledger row's ``details.cache_bypass`` says."""
+
+
+def note_bypass(call: Call, reason: str) -> None:
+    """Write why the caches left this call alone into its row, once (``thrifty report`` counts them)."""
+    if "cache_bypass" in call.details:
+        return
+    if reason == "sampled":
+        unset = call.body.get("temperature") is None
+        call.details["cache_bypass"] = "temperature_unset" if unset else "temperature_above_0"
+    else:
+        call.details["cache_bypass"] = reason
+
+
 class ExactCacheStep:
     def __init__(self, cache: ResponseCache, spec: ExactCacheSpec, prices: PriceBook) -> None:
         self.cache = cache
@@ -70,8 +91,7 @@ class ExactCacheStep:
         reason = bypass_reason(call, spec) if spec.enabled else "off"
         if reason is not None:
             call = call.replace(cache_status="bypass")
-            if reason == "sampled":
-                call.details["cache_bypass"] = "sampled (temperature > 0 or unset); x-thrifty-cache: force to cache"
+            note_bypass(call, reason)
             return settled(await next_step(call), "bypass")
         who = call.attribution
         namespace = namespace_for(spec.scope, team=who.team, key_id=who.key_id, user=who.user)

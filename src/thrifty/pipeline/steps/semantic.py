@@ -48,6 +48,7 @@ from thrifty.pipeline.steps.cache import (
     cache_hit_result,
     encode_entry,
     load_entry,
+    note_bypass,
     settled,
     stored_stream,
 )
@@ -111,7 +112,9 @@ class SemanticCacheStep:
     async def __call__(self, call: Call, next_step: Next) -> Result:
         exact = self.cache.exact
         spec = self.cache.semantic
-        if bypass_reason(call, exact) is not None:
+        reason = bypass_reason(call, exact)
+        if reason is not None:
+            note_bypass(call, reason)
             return settled(await next_step(call.replace(cache_status="bypass")), "bypass")
         raw = call.body.get("messages")
         messages: list[Any] = raw if isinstance(raw, list) else []
