@@ -82,6 +82,19 @@ def _open_existing(url: str) -> LedgerStore:
     is_flag=True,
     help="Report on the demos' own store (.thrifty/demo.db: thrifty demo, serve --demo).",
 )
+@click.option(
+    "--compare",
+    type=click.Choice(["previous-week", "previous-period"]),
+    help="The weekly review: each KPI of the period (--since/--until, default the last 7 days) against "
+    "the period of the same length before it, with the top movers.",
+)
+@click.option("--baseline", metavar="FROM..TO", help="The review against these dates instead (UTC).")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --compare or --baseline: also write the review as one self-contained HTML page.",
+)
 @json_option
 def report(
     ledger_url: str | None,
@@ -92,8 +105,12 @@ def report(
     budgets_url: str | None = None,
     config_path: Path | None = None,
     demo_store: bool = False,
+    compare: str | None = None,
+    baseline: str | None = None,
+    html_file: Path | None = None,
 ) -> None:
-    """Totals from the ledger: calls, tokens and cost by model, feature, user and day."""
+    """Totals from the ledger: calls, tokens and cost by model, feature, user and day; with
+    --compare or --baseline, the review of a period against another."""
     wanted = [g.strip() for g in groups.split(",") if g.strip()]
     unknown = [g for g in wanted if g not in GROUPINGS]
     if unknown or not wanted:
@@ -111,6 +128,11 @@ def report(
         url, source = resolve_ledger(config_path, ledger_url)
     require_existing(url, source)
     say_store(url, source, quiet=as_json)
+    if compare is not None or baseline is not None:
+        _review(url, compare, baseline, since, until, as_json, html_file)
+        return
+    if html_file is not None:
+        raise CliError("--html writes the review: give --compare or --baseline too")
     gathered = _gather(url, wanted, since, until, budgets_url)
     if as_json:
         emit_json(_document(url, since, until, gathered))
@@ -235,6 +257,31 @@ def _print_savings(overall: Totals, hits: dict[str | None, int], savings: dict[s
         detail = ", ".join(f"{k} {usd(v)}" for k, v in sorted(savings.items(), key=lambda kv: -kv[1]))
         percent = f" ({total / spent_without * 100:.1f}% of {usd(spent_without)})" if spent_without > 0 else ""
         click.echo(f"  saved {usd(total)}{percent}: {detail}")
+
+
+def _review(
+    url: str,
+    compare: str | None,
+    baseline: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    as_json: bool,
+    html_file: Path | None,
+) -> None:
+    from thrifty.cli.review import periods_for, render_text, review, utc_now, write_html
+
+    periods = periods_for(compare, baseline, since, until, utc_now())
+    store = _open_existing(url)
+    try:
+        document = review(store, periods)
+    finally:
+        store.close()
+    if html_file is not None:
+        write_html(html_file, document)
+    if as_json:
+        emit_json(document)
+    else:
+        click.echo(render_text(document))
 
 
 def _bypasses(url: str, since: datetime | None, until: datetime | None) -> dict[str, int]:
