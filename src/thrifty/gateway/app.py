@@ -95,7 +95,7 @@ class Gateway:
         started = time.perf_counter()
         anthropic = path.startswith("/v1/messages") or (path.startswith("/v1/models") and wants_anthropic_shape(scope))
         client: ClientAPI = "anthropic" if anthropic else "openai"
-        if path in ("/healthz", "/health", "/readyz"):  # probes: every few seconds, not worth a line
+        if path in ("/healthz", "/health", "/readyz", "/metrics"):  # probes, scrapes: not worth a line
             exchange = None
         else:
             exchange = Exchange(request_id, scope["method"], path, started)
@@ -111,6 +111,10 @@ class Gateway:
                 await json_response(
                     send, 200 if ready else 503, {"ready": ready, "checks": why}, [_id_header(request_id)]
                 )
+            elif path == "/metrics":  # scraped without a key, as probes are (it holds no secrets)
+                from thrifty.gateway.monitoring import handle_metrics
+
+                await handle_metrics(self.runtime, scope["method"], send, [_id_header(request_id)])
             elif path.startswith("/admin/budgets"):  # its own token, checked before the body is read
                 from thrifty.gateway.admin import handle_admin
 
