@@ -29,6 +29,7 @@ from thrifty.gateway.intake import (
     directives_of,
     new_request_id,
 )
+from thrifty.gateway.monitoring import trace_call, traced_answer
 from thrifty.gateway.runtime import Runtime
 from thrifty.pipeline.call import Call, ClientAPI, Result
 from thrifty.web.asgi import (
@@ -293,7 +294,12 @@ class Gateway:
             raise unknown_model(call.model, self.runtime.routes.names())
         pipeline = self.runtime.pipeline
         assert pipeline is not None, "the gateway has not started"
+        spans = self.runtime.telemetry.spans
+        if spans is not None:
+            trace_call(spans, scope, call, sent)
         result = await pipeline.run(call)
+        if spans is not None:
+            traced_answer(spans, call, result)
         headers = [
             _id_header(request_id),
             (b"x-thrifty-model", (result.served_model or call.model).encode()),

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from thrifty.config.files import ConfigError
 from thrifty.core.ledger import LedgerRecord
 
 if TYPE_CHECKING:
     from thrifty.config.gateway import GatewayConfig
     from thrifty.telemetry.metrics import Metrics
+    from thrifty.telemetry.otel import SpanExporter
 
 __all__ = ["Telemetry"]
 
@@ -19,7 +21,7 @@ __all__ = ["Telemetry"]
 @dataclass
 class Telemetry:
     metrics: Metrics | None = None
-    spans: None = None  # OpenTelemetry: the next step
+    spans: SpanExporter | None = None
 
     @classmethod
     def for_gateway(cls, config: GatewayConfig) -> Telemetry:
@@ -28,20 +30,35 @@ class Telemetry:
             from thrifty.telemetry.metrics import Metrics
 
             metrics = Metrics(config.metrics)
-        return cls(metrics)
+        spans = None
+        if config.otel is not None:
+            try:
+                from thrifty.telemetry.otel import SpanExporter
+            except ImportError as error:  # opentelemetry-proto is the ``otel`` extra
+                raise ConfigError(f"otel: spans need the otel extra (pip install 'thrifty[otel]'): {error}") from None
+            spans = SpanExporter(config.otel, metrics)
+        return cls(metrics, spans)
 
     def observe(self, record: LedgerRecord) -> None:
         if self.metrics is not None:
             self.metrics.observe(record)
+        if self.spans is not None:
+            self.spans.observe(record)
 
     def tap(self) -> Callable[[LedgerRecord], None] | None:
         """What the ledger writer calls for each record (None: nothing to observe)."""
+        if self.metrics is not None and self.spans is not None:
+            return self.observe
         if self.metrics is not None:
             return self.metrics.observe  # one call less on the hot path
+        if self.spans is not None:
+            return self.spans.observe
         return None
 
     async def start(self) -> None:
-        return
+        if self.spans is not None:
+            await self.spans.start()
 
     async def stop(self) -> None:
-        return
+        if self.spans is not None:
+            await self.spans.stop()
