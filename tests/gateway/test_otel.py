@@ -223,3 +223,55 @@ def _metric(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def test_the_hand_written_encoding_decodes_with_the_official_schema() -> None:
+    from datetime import UTC, datetime
+
+    from thrifty.core.ledger import LedgerRecord
+    from thrifty.core.pricing import Cost
+    from thrifty.core.usage import Usage
+    from thrifty.telemetry.spans import encode_spans
+
+    route = "rules: small -> gpt-4o-mini (" + "a long reason " * 30 + ")"  # lengths past one varint byte
+    record = LedgerRecord(
+        requested_model="gpt-4o",
+        ts=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        request_id="req-1",
+        provider="openai",
+        served_model="gpt-4o-mini",
+        usage=Usage(input_tokens=3000, cache_read_tokens=1024, cache_write_5m_tokens=256, output_tokens=200),
+        cost=Cost(uncached_input=Decimal("0.001"), cache_read=Decimal("0.0002"), output=Decimal("0.0003")),
+        counterfactual_cost=Decimal("0.01"),
+        savings={"routing": Decimal("0.0085")},
+        latency_ms=1500.25,
+        status="upstream_error",
+        error="gpt-4o-mini: upstream answered 500",
+        http_status=500,
+        route=route,
+        tags=("beta", "eu"),
+        details={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"},
+    )
+    content = {"req-1": {"input": [{"role": "user", "content": "é" * 200}]}}
+    decoded = ExportTraceServiceRequest.FromString(encode_spans([record, record], "svc", content, {}))
+    (resource_spans,) = decoded.resource_spans
+    assert resource_spans.resource.attributes[0].value.string_value == "svc"
+    assert resource_spans.scope_spans[0].scope.name == "thrifty"
+    first, second = resource_spans.scope_spans[0].spans
+    attributes = _attributes(first)
+    assert first.trace_id.hex() == PARENT_TRACE and first.parent_span_id.hex() == PARENT_SPAN
+    assert first.span_id != second.span_id
+    assert first.start_time_unix_nano == 1767323045678901000
+    assert first.end_time_unix_nano - first.start_time_unix_nano == 1_500_250_000
+    assert first.status.code == first.status.STATUS_CODE_ERROR and "500" in first.status.message
+    assert attributes["error.type"] == "500"
+    assert attributes["thrifty.route"] == route
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 1024
+    assert attributes["gen_ai.usage.cache_write.input_tokens"] == 256
+    assert attributes["gen_ai.usage.input_tokens"] == 3000
+    assert attributes["gen_ai.usage.cost.cache_read"] == 0.0002
+    assert attributes["thrifty.savings.routing_usd"] == "0.0085"
+    assert attributes["thrifty.counterfactual_cost_usd"] == "0.01"
+    assert attributes["thrifty.tags"] == ["beta", "eu"]
+    assert attributes["gen_ai.input.messages"] == '[{"role":"user","content":"' + "é" * 200 + '"}]'
+    assert _attributes(second)["gen_ai.input.messages"] == attributes["gen_ai.input.messages"]  # the same request

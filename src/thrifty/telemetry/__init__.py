@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from thrifty.config.files import ConfigError
 from thrifty.core.ledger import LedgerRecord
 
 if TYPE_CHECKING:
@@ -32,10 +31,8 @@ class Telemetry:
             metrics = Metrics(config.metrics)
         spans = None
         if config.otel is not None:
-            try:
-                from thrifty.telemetry.otel import SpanExporter
-            except ImportError as error:  # opentelemetry-proto is the ``otel`` extra
-                raise ConfigError(f"otel: spans need the otel extra (pip install 'thrifty[otel]'): {error}") from None
+            from thrifty.telemetry.otel import SpanExporter
+
             spans = SpanExporter(config.otel, metrics)
         return cls(metrics, spans)
 

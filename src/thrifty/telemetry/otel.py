@@ -48,6 +48,8 @@ class SpanExporter:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._dropped: dict[str, Any] = {}
+        self._memo: dict[tuple[Any, ...], bytes] = {}
+        """Encoded attributes that repeat from span to span (``spans.encode_spans``)."""
         self.dropped = 0
         self.exported = 0
 
@@ -121,8 +123,11 @@ class SpanExporter:
             batch = [queue.popleft() for _ in range(min(self.spec.batch_size, len(queue)))]
             content = None
             if self._content:
-                content = {r.request_id: self._content.pop(r.request_id, {}) for r in batch if r.request_id}
-            body = encode_spans(batch, self.spec.service_name, content)
+                content = {}
+                for record in batch:  # a request's rows (a lost attempt, the answer) all get its content
+                    if record.request_id and record.request_id not in content:
+                        content[record.request_id] = self._content.pop(record.request_id, {})
+            body = encode_spans(batch, self.spec.service_name, content, self._memo)
             if await self._send(body, attempts):
                 self.exported += len(batch)
                 if self._metrics is not None:
