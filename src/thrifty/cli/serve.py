@@ -150,6 +150,9 @@ def serve(
         gateway_socket = _bound_socket(listen_host, listen_port, reuse_port=reuse_port)
     except OSError as error:
         raise CliError(f"cannot listen on {listen_host}:{listen_port}: {error.strerror}") from None
+    from thrifty.telemetry import multiproc
+
+    multiproc.prepare(workers, config.metrics.enabled)  # before prometheus_client is imported
 
     from thrifty.core.pricing import Catalogue
     from thrifty.core.tokens.encodings import Encodings

@@ -19,6 +19,7 @@ from thrifty.config.files import ConfigError, describe_validation_error, load_do
 from thrifty.config.prices import DefaultPrice, ModelPrice
 from thrifty.config.routing import CompressionSpec, OutputCapsSpec, RoutingSpec
 from thrifty.config.routing import reference_problems as routing_references
+from thrifty.config.telemetry import MetricsSpec, OtelSpec
 
 __all__ = [
     "GatewayConfig",
@@ -230,6 +231,10 @@ class GatewayConfig(_Strict):
     compression: CompressionSpec | None = None
     output_caps: OutputCapsSpec | None = None
     batch: BatchSpec = Field(default_factory=BatchSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    """Prometheus ``/metrics`` (on by default)."""
+    otel: OtelSpec | None = None
+    """OpenTelemetry spans over OTLP/HTTP, one per call (off unless an endpoint is given)."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> GatewayConfig:

@@ -30,6 +30,7 @@ from thrifty.gateway.intake import (
     directives_of,
     new_request_id,
 )
+from thrifty.gateway.monitoring import trace_call, traced_answer
 from thrifty.gateway.runtime import Runtime
 from thrifty.pipeline.call import Call, ClientAPI, Result
 from thrifty.web.asgi import (
@@ -96,7 +97,7 @@ class Gateway:
         started = time.perf_counter()
         anthropic = path.startswith("/v1/messages") or (path.startswith("/v1/models") and wants_anthropic_shape(scope))
         client: ClientAPI = "anthropic" if anthropic else "openai"
-        if path in ("/healthz", "/health", "/readyz"):  # probes: every few seconds, not worth a line
+        if path in ("/healthz", "/health", "/readyz", "/metrics"):  # probes, scrapes: not worth a line
             exchange = None
         else:
             exchange = Exchange(request_id, scope["method"], path, started)
@@ -112,6 +113,10 @@ class Gateway:
                 await json_response(
                     send, 200 if ready else 503, {"ready": ready, "checks": why}, [_id_header(request_id)]
                 )
+            elif path == "/metrics":  # scraped without a key, as probes are (it holds no secrets)
+                from thrifty.gateway.monitoring import handle_metrics
+
+                await handle_metrics(self.runtime, scope["method"], send, [_id_header(request_id)])
             elif path.startswith("/admin/budgets"):  # its own token, checked before the body is read
                 from thrifty.gateway.admin import handle_admin
 
@@ -296,7 +301,12 @@ class Gateway:
             raise unknown_model(call.model, self.runtime.routes.names())
         pipeline = self.runtime.pipeline
         assert pipeline is not None, "the gateway has not started"
+        spans = self.runtime.telemetry.spans
+        if spans is not None:
+            trace_call(spans, scope, call, sent)
         result = await pipeline.run(call)
+        if spans is not None:
+            traced_answer(spans, call, result)
         headers = [
             _id_header(request_id),
             (b"x-thrifty-model", (result.served_model or call.model).encode()),

@@ -35,6 +35,7 @@ from thrifty.stores.keys import open_keys
 from thrifty.stores.ledger import LedgerStore, open_ledger
 from thrifty.stores.ledger.feedback import FeedbackStore
 from thrifty.stores.ledger.journal_writer import JournalWriter
+from thrifty.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from thrifty.batch.service import BatchService
@@ -113,6 +114,8 @@ class Runtime:
     """``/v1/embeddings``' pipeline (``pipeline.embeddings``), built in ``start`` as ``pipeline`` is."""
     feedback: FeedbackService | None = None
     """``POST /v1/thrifty/feedback``: verdicts kept beside the ledger, wrong answers evicted."""
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    """Prometheus metrics and OpenTelemetry spans, from each record the writer is handed."""
     started: bool = field(default=False)
 
     @classmethod
@@ -134,7 +137,10 @@ class Runtime:
         for model in config.models:
             counter.encoding_for(model.priced_as)  # load vocabularies now, not on a first request
         routes = build_routes(config, prices)
+        telemetry = Telemetry.for_gateway(config)
+        writer.tap = telemetry.tap()
         return cls(
+            telemetry=telemetry,
             config=config,
             prices=prices,
             routes=routes,
@@ -158,6 +164,7 @@ class Runtime:
     async def start(self) -> None:
         """In the server's event loop (the HTTP pool belongs to it)."""
         self.writer.start()
+        await self.telemetry.start()
         self.keys.start()
         self.session = new_session()
         transport = AiohttpTransport(self.session)
@@ -244,6 +251,7 @@ class Runtime:
             await self.limits.stop()  # settles what is in flight, releases the rest
         if self.session is not None:
             await self.session.close()
+        await self.telemetry.stop()
         self.writer.close(timeout=10.0)
         self.ledger.close()
         self.started = False

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from thrifty.core.ledger import LedgerRecord
@@ -53,6 +53,9 @@ class JournalWriter:
         self._sidecar: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._rotator: threading.Thread | None = None
+        self.tap: Callable[[LedgerRecord], None] | None = None
+        """Shown each record once it is journalled (metrics, spans: ``thrifty.telemetry``). Here,
+        not at each place that submits, so what is observed is exactly what the ledger gets."""
 
     def start(self) -> None:
         self._factory = SegmentFactory(self._dir)
@@ -78,9 +81,22 @@ class JournalWriter:
 
     def submit(self, record: LedgerRecord) -> None:
         self.submit_rows([record.to_values()])
+        if self.tap is not None:
+            self._observe((record,))
 
     def submit_many(self, records: Sequence[LedgerRecord]) -> None:
         self.submit_rows([record.to_values() for record in records])
+        if self.tap is not None:
+            self._observe(records)
+
+    def _observe(self, records: Sequence[LedgerRecord]) -> None:
+        tap = self.tap
+        for record in records:
+            try:
+                if tap is not None:
+                    tap(record)
+            except Exception:  # the row is in the journal: telemetry's failure is not the call's
+                log.exception("telemetry: could not observe ledger record %s", record.id)
 
     def intend(self, record: LedgerRecord) -> None:
         """Journal the row a call gets should this process die before the call's final row (same
