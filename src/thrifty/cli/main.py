@@ -10,6 +10,7 @@ from importlib.metadata import version
 
 import click
 
+from thrifty.cli.alerts import alerts
 from thrifty.cli.budgets import budgets
 from thrifty.cli.cache import cache
 from thrifty.cli.cache_eval import cache_calibrate
@@ -42,6 +43,7 @@ cli.add_command(router)  # thrifty router train
 cli.add_command(evaluate)  # thrifty eval cache | router
 cli.add_command(replay)  # thrifty replay
 cli.add_command(gate)  # thrifty gate
+cli.add_command(alerts)  # thrifty alerts test | check
 cache.add_command(cache_calibrate)  # thrifty cache calibrate
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from thrifty.config.alerts import AlertsConfig
 from thrifty.config.batch import BatchSpec
 from thrifty.config.budgets import AdminSpec, BudgetsSpec, PlansSpec, RateLimitsSpec
 from thrifty.config.budgets import check_references as limits_references
@@ -235,6 +236,8 @@ class GatewayConfig(_Strict):
     """Prometheus ``/metrics`` (on by default)."""
     otel: OtelSpec | None = None
     """OpenTelemetry spans over OTLP/HTTP, one per call (off unless an endpoint is given)."""
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    """Spend anomalies and token drift, checked against the ledger (off by default)."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> GatewayConfig:

@@ -28,6 +28,7 @@ from thrifty.pipeline.limits import Limits
 from thrifty.pipeline.optimisation import Optimisation
 from thrifty.pipeline.steps.dispatch import Dispatcher, Route, Routes
 from thrifty.pipeline.steps.embeddings import EmbeddingsDispatcher
+from thrifty.pipeline.watch import AlertClaims, SpendWatch
 from thrifty.providers.transport import AiohttpTransport
 from thrifty.providers.upstream import Upstream, new_session
 from thrifty.stores.cache import LocalCache, RedisCache, ResponseCache
@@ -114,6 +115,8 @@ class Runtime:
     """``/v1/embeddings``' pipeline (``pipeline.embeddings``), built in ``start`` as ``pipeline`` is."""
     feedback: FeedbackService | None = None
     """``POST /v1/thrifty/feedback``: verdicts kept beside the ledger, wrong answers evicted."""
+    watch: SpendWatch | None = None
+    """Spend anomalies and token drift (``alerts.enabled``), checked in the background."""
     telemetry: Telemetry = field(default_factory=Telemetry)
     """Prometheus metrics and OpenTelemetry spans, from each record the writer is handed."""
     started: bool = field(default=False)
@@ -200,6 +203,11 @@ class Runtime:
         self.feedback = FeedbackService(
             FeedbackStore(self.config.storage.ledger), cache, self.response_cache, self.semantic
         )
+        if self.config.alerts.enabled:
+            self.watch = SpendWatch(
+                self.config.alerts, self.ledger, AlertClaims(self.config.storage.ledger), self.writer
+            )
+            self.watch.start()
         from thrifty.gateway.batches import open_batches  # it imports this module's type
 
         self.batches = open_batches(self)
@@ -240,6 +248,8 @@ class Runtime:
         if self.batches is not None:
             await self.batches.stop()
             self.batches = None
+        if self.watch is not None:
+            await self.watch.stop()
         if self.feedback is not None:
             self.feedback.store.close()
         if self.semantic is not None:
