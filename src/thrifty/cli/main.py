@@ -21,6 +21,7 @@ from thrifty.cli.gate import gate
 from thrifty.cli.keys import keys
 from thrifty.cli.ledger import demo
 from thrifty.cli.pricing import models, price
+from thrifty.cli.reconcile import reconcile
 from thrifty.cli.replay_cmd import replay
 from thrifty.cli.report import report
 from thrifty.cli.routing import router
@@ -44,6 +45,7 @@ cli.add_command(evaluate)  # thrifty eval cache | router
 cli.add_command(replay)  # thrifty replay
 cli.add_command(gate)  # thrifty gate
 cli.add_command(alerts)  # thrifty alerts test | check
+cli.add_command(reconcile)  # thrifty reconcile
 cache.add_command(cache_calibrate)  # thrifty cache calibrate
 
 
